@@ -1,0 +1,6 @@
+"""Shared pytest wiring: fixtures live in ``tests/fixtures`` and are loaded as plugins."""
+
+pytest_plugins = [
+    "tests.fixtures.postgres",
+    "tests.fixtures.testbed",
+]
