@@ -25,12 +25,14 @@ class AgiSettings(BaseModel):
     """FastAGI server: where Asterisk's ``AGI(agi://host:port/route)`` connects."""
 
     host: str = "127.0.0.1"
-    port: int = Field(4573, ge=0, le=65535)
-    max_env_bytes: int = Field(16384, ge=1024, description="cap on the agi_ header block")
-    max_line_bytes: int = Field(8192, ge=256, description="cap on one reply line")
-    header_timeout: float = Field(5.0, gt=0, description="seconds to receive the agi_ header")
+    port: int = Field(default=4573, ge=0, le=65535)
+    max_env_bytes: int = Field(default=16384, ge=1024, description="cap on the agi_ header block")
+    max_line_bytes: int = Field(default=8192, ge=256, description="cap on one reply line")
+    header_timeout: float = Field(
+        default=5.0, gt=0, description="seconds to receive the agi_ header"
+    )
     command_timeout: float = Field(
-        600.0, gt=0, description="seconds to wait for a reply to one AGI command"
+        default=600.0, gt=0, description="seconds to wait for a reply to one AGI command"
     )
 
 
@@ -38,15 +40,15 @@ class AmiSettings(BaseModel):
     """Asterisk Manager Interface link."""
 
     host: str = "127.0.0.1"
-    port: int = Field(5038, ge=1, le=65535)
+    port: int = Field(default=5038, ge=1, le=65535)
     username: str = "acd"
     secret: SecretStr = SecretStr("")
     events: str = "call,dtmf,agi,user"
-    action_timeout: float = Field(5.0, gt=0)
-    ping_interval: float = Field(10.0, gt=0, description="seconds between Ping actions")
-    pong_timeout: float = Field(5.0, gt=0, description="no Pong within this: link is dead")
-    backoff_initial: float = Field(0.5, gt=0)
-    backoff_max: float = Field(30.0, gt=0)
+    action_timeout: float = Field(default=5.0, gt=0)
+    ping_interval: float = Field(default=10.0, gt=0, description="seconds between Ping actions")
+    pong_timeout: float = Field(default=5.0, gt=0, description="no Pong within this: link is dead")
+    backoff_initial: float = Field(default=0.5, gt=0)
+    backoff_max: float = Field(default=30.0, gt=0)
 
 
 class DatabaseSettings(BaseModel):
@@ -54,26 +56,24 @@ class DatabaseSettings(BaseModel):
 
     url: SecretStr = SecretStr("postgresql+psycopg://acd:acd@127.0.0.1:5432/acd")
     migrate_on_start: bool = True
-    batch_size: int = Field(200, ge=1)
-    flush_interval: float = Field(0.2, gt=0)
+    batch_size: int = Field(default=200, ge=1)
+    flush_interval: float = Field(default=0.2, gt=0)
 
 
 class DaemonSettings(BaseModel):
     """Process-wide behaviour."""
 
     shutdown_grace: float = Field(
-        30.0, ge=0, description="seconds calls in progress get to finish on SIGTERM"
+        default=30.0, ge=0, description="seconds calls in progress get to finish on SIGTERM"
     )
     log_level: str = "INFO"
-    log_format: str = Field("json", pattern="^(json|console)$")
+    log_format: str = Field(default="json", pattern="^(json|console)$")
 
 
 class Settings(BaseSettings):
     """Everything ``acd run`` needs."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="ACD_", env_nested_delimiter="__", extra="forbid"
-    )
+    model_config = SettingsConfigDict(env_prefix="ACD_", env_nested_delimiter="__", extra="forbid")
 
     agi: AgiSettings = AgiSettings()
     ami: AmiSettings = AmiSettings()

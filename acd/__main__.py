@@ -1,0 +1,5 @@
+"""``python -m acd`` is the same as the ``acd`` command."""
+
+from acd.cli import main
+
+main()

@@ -1,0 +1,104 @@
+"""The ``acd`` command line: run the daemon, manage the database, show the config."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tomllib
+from pathlib import Path
+
+import click
+from pydantic import ValidationError
+
+from acd import __version__
+from acd.config import Settings, load_settings
+from acd.log import configure_logging, redact_url
+
+CONFIG_OPTION = click.option(
+    "--config",
+    "-c",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="ACD_CONFIG",
+    help="TOML configuration file (default: $ACD_CONFIG; ACD_* variables override it).",
+)
+
+
+def _settings(config_path: Path | None) -> Settings:
+    """Load settings, turning file and validation errors into one clear message."""
+    try:
+        return load_settings(config_path)
+    except FileNotFoundError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise click.ClickException(f"{config_path}: {exc}") from exc
+    except ValidationError as exc:
+        where = config_path or "environment"
+        lines = [
+            f"{where}: [{'.'.join(str(p) for p in err['loc'])}] {err['msg']}"
+            for err in exc.errors()
+        ]
+        raise click.ClickException("invalid configuration\n" + "\n".join(lines)) from exc
+
+
+@click.group()
+@click.version_option(__version__, prog_name="acd")
+def main() -> None:
+    """acd: ACD and IVR controller for the Asterisk PBX."""
+
+
+@main.command()
+@CONFIG_OPTION
+def run(config_path: Path | None) -> None:
+    """Run the daemon (FastAGI server, AMI link, call records) until SIGTERM."""
+    from acd.daemon import serve
+
+    settings = _settings(config_path)
+    configure_logging(settings.daemon.log_level, settings.daemon.log_format)
+    sys.exit(asyncio.run(serve(settings)))
+
+
+@main.group()
+def db() -> None:
+    """Database schema management."""
+
+
+@db.command("upgrade")
+@CONFIG_OPTION
+@click.option("--revision", default="head", show_default=True)
+def db_upgrade(config_path: Path | None, revision: str) -> None:
+    """Apply the schema migrations."""
+    from acd.db.migrate import current, upgrade
+
+    settings = _settings(config_path)
+    configure_logging(settings.daemon.log_level, "console")
+    url = settings.database.url.get_secret_value()
+    upgrade(url, revision)
+    click.echo(f"{redact_url(url)}: schema at {current(url)}")
+
+
+@db.command("current")
+@CONFIG_OPTION
+def db_current(config_path: Path | None) -> None:
+    """Print the schema revision the database is at."""
+    from acd.db.migrate import current
+
+    url = _settings(config_path).database.url.get_secret_value()
+    click.echo(current(url) or "empty")
+
+
+@main.group()
+def config() -> None:
+    """Configuration helpers."""
+
+
+@config.command("show")
+@CONFIG_OPTION
+def config_show(config_path: Path | None) -> None:
+    """Print the effective configuration (secrets masked) as JSON."""
+    settings = _settings(config_path)
+    click.echo(settings.model_dump_json(indent=2))
+
+
+if __name__ == "__main__":
+    main()

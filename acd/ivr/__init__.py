@@ -1,0 +1,1 @@
+"""IVR: what a caller hears and presses before reaching an agent."""
