@@ -1,0 +1,106 @@
+"""Simulated callers placed through AMI, for the demo, the end-to-end tests and smoke tests.
+
+A simulated call is an AMI ``Originate`` of ``Local/<script>@acd-sim-caller`` into the
+hotline context: the ``;1`` half walks through the hotline like a real caller's
+channel (that is the channel the daemon serves), the ``;2`` half runs the caller's
+script (keys to press, when to hang up). ``ChannelId`` fixes the ``;1`` uniqueid up
+front, so the call can be followed in AMI events and found in the ``calls`` table.
+The contexts live in ``deploy/testbed/extensions_testbed.conf``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from acd.ami import AmiLink, Message
+
+CALLER_CONTEXT = "acd-sim-caller"
+HOTLINE_CONTEXT = "acd-hotline"
+_EVENTS = ("Hangup", "UserEvent", "OriginateResponse")
+
+
+@dataclass
+class SimulatedCall:
+    """One placed call: its uniqueid (the ``;1`` half) and the events seen for it."""
+
+    uniqueid: str
+    script: str
+    caller_number: str
+    events: list[Message] = field(default_factory=list)
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
+    placed_at: float = field(default_factory=time.monotonic)
+
+    def user_events(self, name: str) -> list[Message]:
+        """``UserEvent`` events of this call with the given ``UserEvent:`` name."""
+        return [
+            e for e in self.events if e.get("Event") == "UserEvent" and e.get("UserEvent") == name
+        ]
+
+    @property
+    def hangup(self) -> Message | None:
+        return next((e for e in self.events if e.get("Event") == "Hangup"), None)
+
+    async def wait_ended(self, timeout: float) -> None:  # noqa: ASYNC109
+        """Wait until the hotline side of the call has hung up."""
+        async with asyncio.timeout(timeout):
+            await self.ended.wait()
+
+
+class CallSimulator:
+    """Places simulated callers and routes AMI events to the call they belong to."""
+
+    def __init__(self, ami: AmiLink, *, hotline_context: str = HOTLINE_CONTEXT) -> None:
+        self._ami = ami
+        self._hotline = hotline_context
+        self._calls: dict[str, SimulatedCall] = {}
+        self._ids = itertools.count(1)
+        self._prefix = f"acdsim-{os.getpid()}-{int(time.time())}"
+        for name in _EVENTS:
+            ami.on_event(name, self._on_event)
+
+    async def place(
+        self,
+        script: str,
+        *,
+        caller_number: str = "5550100",
+        caller_name: str = "Sim Caller",
+        exten: str = "s",
+        variables: Mapping[str, str | float] | None = None,
+    ) -> SimulatedCall:
+        """Originate a caller running ``script``: keys (``1w2``), ``hangup`` or ``silent``."""
+        n = next(self._ids)
+        uniqueid = f"{self._prefix}-{n}"
+        call = SimulatedCall(uniqueid=uniqueid, script=script, caller_number=caller_number)
+        self._calls[uniqueid] = call
+        fields: dict[str, Any] = {
+            "Action": "Originate",
+            "Channel": f"Local/{script}@{CALLER_CONTEXT}",
+            "Context": self._hotline,
+            "Exten": exten,
+            "Priority": "1",
+            "CallerID": f'"{caller_name}" <{caller_number}>',
+            "Async": "true",
+            "ChannelId": uniqueid,
+            "OtherChannelId": f"{uniqueid}-caller",
+            "Timeout": "10000",
+        }
+        if variables:
+            fields["Variable"] = [f"{k}={v}" for k, v in variables.items()]
+        await self._ami.action(fields)
+        return call
+
+    def _on_event(self, event: Message) -> None:
+        call = self._calls.get(str(event.get("Uniqueid", "")))
+        if call is None:
+            return
+        call.events.append(event)
+        kind = event.get("Event")
+        failed = kind == "OriginateResponse" and event.get("Response") != "Success"
+        if kind == "Hangup" or failed:
+            call.ended.set()
