@@ -60,6 +60,13 @@ class DatabaseSettings(BaseModel):
     flush_interval: float = Field(default=0.2, gt=0)
 
 
+class HotlineSettings(BaseModel):
+    """The built-in hotline greeting (the ``hotline`` AGI route)."""
+
+    prompt: str = Field(default="hello-world", min_length=1, description="sound file name")
+    wait_ms: int = Field(default=5000, ge=0, description="how long to wait for a key after it")
+
+
 class DaemonSettings(BaseModel):
     """Process-wide behaviour."""
 
@@ -78,6 +85,7 @@ class Settings(BaseSettings):
     agi: AgiSettings = AgiSettings()
     ami: AmiSettings = AmiSettings()
     database: DatabaseSettings = DatabaseSettings()
+    hotline: HotlineSettings = HotlineSettings()
     daemon: DaemonSettings = DaemonSettings()
 
     @classmethod

@@ -26,9 +26,10 @@ from acd.log import get_logger, redact_url
 log = get_logger(__name__)
 
 
-def call_routes() -> dict[str, CallHandler]:
+def call_routes(settings: Settings) -> dict[str, CallHandler]:
     """AGI route name (``agi://host:port/<route>``) to the handler that serves it."""
-    return {"hotline": HotlineGreeting()}
+    greeting = HotlineGreeting(prompt=settings.hotline.prompt, wait_ms=settings.hotline.wait_ms)
+    return {"hotline": greeting}
 
 
 class Daemon:
@@ -63,7 +64,7 @@ class Daemon:
         await self.ami.start()
         routes: dict[str, Callable[[AGISession], Awaitable[None]]] = {
             name: call_logged(name, handler, self.writer)
-            for name, handler in call_routes().items()
+            for name, handler in call_routes(s).items()
         }
         self.agi = FastAGIServer(
             routes,

@@ -56,7 +56,7 @@ class InboundCall:
             channel=env.channel,
             caller_number=_known(env.callerid),
             caller_name=_known(env.calleridname),
-            dialed_number=_known(env.dnid) or _known(env.extension),
+            dialed_number=_known(env.dnid) or _dialed(env.extension),
             route=self.route,
             started_at=self.started_at,
             answered_at=self.answered_at,
@@ -74,6 +74,11 @@ def _known(value: str | None) -> str | None:
     if value is None or value == "" or value.lower() == "unknown":
         return None
     return value
+
+
+def _dialed(extension: str | None) -> str | None:
+    """The hotline's ``s`` extension means the call came in without a number."""
+    return None if extension == "s" else _known(extension)
 
 
 def call_logged(

@@ -22,7 +22,7 @@ from acd.ami import AmiLink, Message
 
 CALLER_CONTEXT = "acd-sim-caller"
 HOTLINE_CONTEXT = "acd-hotline"
-_EVENTS = ("Hangup", "UserEvent", "OriginateResponse")
+_EVENTS = ("Hangup", "UserEvent", "OriginateResponse", "AGIExecStart")
 
 
 @dataclass
