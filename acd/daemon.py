@@ -52,9 +52,9 @@ class Daemon:
     async def run(self) -> int:
         s = self.settings
         url = s.database.url.get_secret_value()
+        migration: asyncio.Task[None] | None = None
         if s.database.migrate_on_start:
-            log.info("db_migrate", url=redact_url(url))
-            await asyncio.to_thread(upgrade, url)
+            migration = asyncio.create_task(_migrate_until_done(url), name="db-migrate")
         engine = make_async_engine(url)
         self.writer = CallRecordWriter(
             engine, batch_size=s.database.batch_size, flush_interval=s.database.flush_interval
@@ -86,6 +86,8 @@ class Daemon:
         try:
             await self._stopping.wait()
         finally:
+            if migration is not None:
+                migration.cancel()
             await self._shutdown()
             await engine.dispose()
         return 0
@@ -100,6 +102,30 @@ class Daemon:
         if self.writer is not None:
             await self.writer.stop(timeout=10.0)
         log.info("daemon_stopped")
+
+
+async def _migrate_until_done(url: str, first_delay: float = 1.0, max_delay: float = 30.0) -> None:
+    """Bring the schema up to date, retrying while PostgreSQL is unreachable.
+
+    The hotline must not go down with the database: calls are served meanwhile and
+    their records wait in the writer until the schema is there.
+    """
+    delay = first_delay
+    while True:
+        try:
+            await asyncio.to_thread(upgrade, url)
+        except Exception as exc:
+            log.error(
+                "db_migrate_failed",
+                url=redact_url(url),
+                error=str(exc).splitlines()[0],
+                retry_in=delay,
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, max_delay)
+        else:
+            log.info("db_schema_ready", url=redact_url(url))
+            return
 
 
 async def serve(settings: Settings) -> int:

@@ -24,9 +24,7 @@ def redact_url(url: str) -> str:
     return _URL_PASSWORD.sub(lambda m: f"{m.group('scheme')}{REDACTED}@", url)
 
 
-def _scrub(
-    _logger: Any, _method: str, event: MutableMapping[str, Any]
-) -> MutableMapping[str, Any]:
+def _scrub(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for key, value in list(event.items()):
         if _SECRET_KEY.search(key):
             event[key] = REDACTED

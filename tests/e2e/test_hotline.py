@@ -16,6 +16,7 @@ import pytest
 
 from acd.sim import CallSimulator, SimulatedCall
 from tests.fixtures.daemon import DaemonProcess, call_row
+from tests.fixtures.postgres import TcpProxy
 from tests.fixtures.testbed import Testbed
 
 pytestmark = [pytest.mark.asterisk, pytest.mark.postgres]
@@ -174,3 +175,22 @@ async def test_ami_link_comes_back_after_asterisk_restarts(
         assert call_row(pg_url, call.uniqueid)["disposition"] == "completed"
     finally:
         await link.stop()
+
+
+async def test_calls_are_served_while_postgres_is_down_and_recorded_when_it_is_back(
+    start_daemon: Callable[..., DaemonProcess],
+    callers: CallSimulator,
+    pg_url: str,
+    pg_proxy: TcpProxy,
+) -> None:
+    pg_proxy.down()
+    daemon = start_daemon(ACD_DATABASE__URL=pg_proxy.url(pg_url), ACD_HOTLINE__PROMPT="beep")
+    call = await callers.place("5", variables={"SIM_DELAY": 1})
+    await call.wait_ended(30)
+    assert choice(call) == "5"  # the hotline worked without its database
+    assert daemon.events("db_migrate_failed")
+
+    pg_proxy.up()
+    row = await asyncio.to_thread(call_row, pg_url, call.uniqueid, 60.0)
+    assert row["disposition"] == "completed"
+    assert row["caller_number"] == "5550100"
