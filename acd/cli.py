@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import tomllib
 from pathlib import Path
 
 import click
-from pydantic import ValidationError
 
 from acd import __version__
-from acd.config import Settings, load_settings
+from acd.config import ConfigError, Settings, load_settings
 from acd.log import configure_logging, redact_url
 
 CONFIG_OPTION = click.option(
@@ -28,17 +26,8 @@ def _settings(config_path: Path | None) -> Settings:
     """Load settings, turning file and validation errors into one clear message."""
     try:
         return load_settings(config_path)
-    except FileNotFoundError as exc:
+    except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise click.ClickException(f"{config_path}: {exc}") from exc
-    except ValidationError as exc:
-        where = config_path or "environment"
-        lines = [
-            f"{where}: [{'.'.join(str(p) for p in err['loc'])}] {err['msg']}"
-            for err in exc.errors()
-        ]
-        raise click.ClickException("invalid configuration\n" + "\n".join(lines)) from exc
 
 
 @click.group()

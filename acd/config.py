@@ -7,10 +7,13 @@ Secrets are ``SecretStr`` so they print as ``**********`` wherever a setting is 
 from __future__ import annotations
 
 import os
+import re
+import tomllib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -21,7 +24,13 @@ from pydantic_settings import (
 CONFIG_ENV = "ACD_CONFIG"
 
 
-class AgiSettings(BaseModel):
+class _Section(BaseModel):
+    """A ``[table]`` of the file: an unknown key is a typo, so it is an error."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class AgiSettings(_Section):
     """FastAGI server: where Asterisk's ``AGI(agi://host:port/route)`` connects."""
 
     host: str = "127.0.0.1"
@@ -36,7 +45,7 @@ class AgiSettings(BaseModel):
     )
 
 
-class AmiSettings(BaseModel):
+class AmiSettings(_Section):
     """Asterisk Manager Interface link."""
 
     host: str = "127.0.0.1"
@@ -51,7 +60,7 @@ class AmiSettings(BaseModel):
     backoff_max: float = Field(default=30.0, gt=0)
 
 
-class DatabaseSettings(BaseModel):
+class DatabaseSettings(_Section):
     """PostgreSQL (SQLAlchemy URL, ``postgresql+psycopg://``)."""
 
     url: SecretStr = SecretStr("postgresql+psycopg://acd:acd@127.0.0.1:5432/acd")
@@ -60,14 +69,14 @@ class DatabaseSettings(BaseModel):
     flush_interval: float = Field(default=0.2, gt=0)
 
 
-class HotlineSettings(BaseModel):
+class HotlineSettings(_Section):
     """The built-in hotline greeting (the ``hotline`` AGI route)."""
 
     prompt: str = Field(default="hello-world", min_length=1, description="sound file name")
     wait_ms: int = Field(default=5000, ge=0, description="how long to wait for a key after it")
 
 
-class DaemonSettings(BaseModel):
+class DaemonSettings(_Section):
     """Process-wide behaviour."""
 
     shutdown_grace: float = Field(
@@ -104,10 +113,69 @@ class Settings(BaseSettings):
         return tuple(sources)
 
 
+class ConfigError(ValueError):
+    """The configuration cannot be used; each problem names its file, line and field."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("invalid configuration:\n  " + "\n  ".join(problems))
+        self.problems = problems
+
+
 def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
-    """Read ``path`` (or ``$ACD_CONFIG``), then apply the environment, then ``overrides``."""
+    """Read ``path`` (or ``$ACD_CONFIG``), then apply the environment, then ``overrides``.
+
+    Raises ``ConfigError`` naming the file, line and field of every problem.
+    """
     if path is not None:
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: configuration file not found")
         os.environ[CONFIG_ENV] = str(path)
-    return Settings(**overrides)
+    source = os.environ.get(CONFIG_ENV)
+    text = ""
+    if source:
+        file = Path(source)
+        if not file.is_file():
+            raise ConfigError([f"{file}: configuration file not found"])
+        text = file.read_text(encoding="utf-8")
+        try:
+            tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError([f"{file}: {exc}"]) from exc
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError([_describe(err, source, text) for err in exc.errors()]) from exc
+
+
+def _describe(err: Any, source: str | None, text: str) -> str:
+    loc = [str(part) for part in err["loc"]]
+    field = ".".join(loc)
+    env_name = "ACD_" + "__".join(part.upper() for part in loc)
+    if env_name in os.environ:
+        where = f"environment {env_name}"
+    else:
+        line = _toml_line(text, loc)
+        where = f"{source}:{line}" if source and line else (source or "settings")
+    got = "" if _secret_field(loc) else f" (got {err.get('input')!r})"
+    return f"{where}: [{field}] {err['msg']}{got}"
+
+
+def _secret_field(loc: Sequence[str]) -> bool:
+    return bool(loc) and loc[-1] in {"secret", "url", "password", "token"}
+
+
+def _toml_line(text: str, loc: Sequence[str]) -> int | None:
+    """Line number of ``key`` inside ``[table]`` for a ``(table, key)`` location."""
+    if not text or not loc:
+        return None
+    table, key = (loc[0], loc[-1]) if len(loc) > 1 else ("", loc[0])
+    current = ""
+    key_re = re.compile(rf"^\s*{re.escape(key)}\s*=")
+    for number, line in enumerate(text.splitlines(), start=1):
+        header = re.match(r"^\s*\[([^\]]+)\]", line)
+        if header:
+            current = header.group(1).strip()
+            if len(loc) == 1 and current == key:
+                return number
+            continue
+        if current == table and key_re.match(line):
+            return number
+    return None
