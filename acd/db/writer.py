@@ -11,6 +11,7 @@ the queue itself) is where a durable disk spool plugs in.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -28,20 +29,8 @@ from acd.log import get_logger
 
 log = get_logger(__name__)
 
-_COLUMNS = (
-    "uniqueid",
-    "linkedid",
-    "channel",
-    "caller_number",
-    "caller_name",
-    "dialed_number",
-    "route",
-    "started_at",
-    "answered_at",
-    "ended_at",
-    "disposition",
-    "hangup_cause",
-)
+# One column per CallRecord field, uniqueid first (the conflict key).
+_COLUMNS = tuple(f.name for f in dataclasses.fields(CallRecord))
 
 
 def _upsert_set() -> dict[str, Any]:

@@ -14,6 +14,7 @@ from datetime import timedelta
 
 import pytest
 
+from acd.ami import AmiLink
 from acd.sim import CallSimulator, SimulatedCall
 from tests.fixtures.daemon import DaemonProcess, call_row
 from tests.fixtures.postgres import TcpProxy
@@ -143,10 +144,12 @@ async def test_sigterm_lets_the_call_in_progress_finish_and_refuses_new_ones(
 
 
 async def test_ami_link_comes_back_after_asterisk_restarts(
-    daemon: DaemonProcess, asterisk: Testbed, pg_url: str
+    daemon: DaemonProcess,
+    asterisk: Testbed,
+    ami_client: AmiLink,
+    callers: CallSimulator,
+    pg_url: str,
 ) -> None:
-    from acd.ami import AmiLink
-
     daemon.wait_event("ami_up")
     await asyncio.to_thread(asterisk.restart)
     asterisk.set_agi_port(daemon.agi_port)  # a restart reloads the dialplan's default
@@ -154,27 +157,12 @@ async def test_ami_link_comes_back_after_asterisk_restarts(
     daemon.wait_event("ami_down")
     daemon.wait_event("ami_up", count=2, timeout=30)
     assert daemon.proc.poll() is None
+    assert await ami_client.wait_up(30)  # the test's own link came back the same way
 
-    # The next call works, on a fresh AMI client of the test's own.
-    from acd.config import AmiSettings
-
-    link = AmiLink(
-        AmiSettings(
-            host=asterisk.ami_host,
-            port=asterisk.ami_port,
-            username=asterisk.ami_username,
-            secret=asterisk.ami_secret,
-        )
-    )
-    await link.start()
-    try:
-        assert await link.wait_up(10)
-        call = await CallSimulator(link).place("3", variables={"SIM_DELAY": 1})
-        await call.wait_ended(30)
-        assert choice(call) == "3"
-        assert call_row(pg_url, call.uniqueid)["disposition"] == "completed"
-    finally:
-        await link.stop()
+    call = await callers.place("3", variables={"SIM_DELAY": 1})
+    await call.wait_ended(30)
+    assert choice(call) == "3"
+    assert call_row(pg_url, call.uniqueid)["disposition"] == "completed"
 
 
 async def test_calls_are_served_while_postgres_is_down_and_recorded_when_it_is_back(
