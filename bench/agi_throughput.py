@@ -1,0 +1,405 @@
+"""FastAGI throughput: acd's server against a bare asyncio line server and panoramisk.
+
+    python bench/agi_throughput.py [--sessions 50] [--commands 10] [--rounds 5]
+
+This process plays Asterisk: it keeps ``--sessions`` calls connected at once, sends a
+realistic ``agi_*`` header on each, answers every command line with the reply Asterisk
+would give, and places a new call whenever the server ends one. Each server runs in its
+own subprocess on loopback and sends the same commands per call:
+
+* raw: asyncio streams, write a line, read a line, check it starts with ``200``
+  (the floor for a stream-based server: no parsing, no timeouts, no routing);
+* panoramisk: ``panoramisk.fast_agi.Application`` with an async route;
+* acd: ``acd.agi.FastAGIServer`` with a handler using the typed ``AGISession`` helpers.
+
+The servers take turns, round after round; the best and median rounds are printed with
+the acd ratios against the targets. Other load on the machine moves the figures (every
+round is shown so outliers are visible). It asserts nothing: it is a figures printer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+ROUTE = "bench"
+SERVERS = ("raw", "panoramisk", "acd")
+TARGET_RAW = 0.85
+TARGET_PANORAMISK = 1.2
+
+# The command lines acd's helpers emit for the handler below, and Asterisk's replies.
+SCRIPT: list[tuple[str, str]] = [
+    ("ANSWER", "200 result=0"),
+    ('VERBOSE "acd bench call" 1', "200 result=1"),
+    ('SET VARIABLE ACD_ROUTE "bench"', "200 result=1"),
+    ("GET VARIABLE CALLERID(num)", "200 result=1 (5551234)"),
+    ('STREAM FILE hello-world "0123456789"', "200 result=0 endpos=20480"),
+    ("GET DATA ivr-menu 5000 4", "200 result=12 (timeout)"),
+    ('SAY DIGITS 1234 ""', "200 result=0"),
+    ("WAIT FOR DIGIT 3000", "200 result=50"),
+    ('EXEC Playback "beep"', "200 result=0"),
+    ('GET FULL VARIABLE "${CHANNEL(linkedid)}"', "200 result=1 (1700000000.42)"),
+]
+
+
+def commands(n: int) -> list[str]:
+    return [SCRIPT[i % len(SCRIPT)][0] for i in range(n)]
+
+
+# --- servers (each in its own subprocess) ----------------------------------------------
+
+_alive: list[object] = []  # keeps the server objects referenced while serving
+
+
+async def serve_raw(n: int) -> int:
+    lines = [(c + "\n").encode() for c in commands(n)]
+
+    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.readuntil(b"\n\n")
+            for line in lines:
+                writer.write(line)
+                if not (await reader.readline()).startswith(b"200"):
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(client, "127.0.0.1", 0)
+    _alive.append(server)
+    port: int = server.sockets[0].getsockname()[1]
+    return port
+
+
+async def serve_panoramisk(n: int) -> int:
+    from panoramisk.fast_agi import Application
+
+    cmds = commands(n)
+
+    async def route(request: Any) -> None:
+        # send_command reports failures (510, 520, result=-1, HANGUP) as an 'error' key.
+        for cmd in cmds:
+            if "error" in await request.send_command(cmd):
+                break
+
+    app = Application()  # inside the running loop: its constructor looks the loop up
+    app.add_route(ROUTE, route)
+    server = await asyncio.start_server(app.handler, "127.0.0.1", 0)
+    _alive.append(server)
+    port: int = server.sockets[0].getsockname()[1]
+    return port
+
+
+async def serve_acd(n: int) -> int:
+    from acd.agi import AGISession, FastAGIServer
+
+    async def ivr(s: AGISession) -> None:
+        """The ten commands of SCRIPT, written as a route handler would write them."""
+        await s.answer()
+        await s.verbose("acd bench call", 1)
+        await s.set_variable("ACD_ROUTE", "bench")
+        await s.get_variable("CALLERID(num)")
+        await s.stream_file("hello-world", "0123456789")
+        await s.get_data("ivr-menu", 5000, 4)
+        await s.say_digits("1234")
+        await s.wait_for_digit(3000)
+        await s.exec("Playback", "beep")
+        await s.get_full_variable("${CHANNEL(linkedid)}")
+
+    steps: list[Callable[[AGISession], Awaitable[object]]] = [
+        lambda s: s.answer(),
+        lambda s: s.verbose("acd bench call", 1),
+        lambda s: s.set_variable("ACD_ROUTE", "bench"),
+        lambda s: s.get_variable("CALLERID(num)"),
+        lambda s: s.stream_file("hello-world", "0123456789"),
+        lambda s: s.get_data("ivr-menu", 5000, 4),
+        lambda s: s.say_digits("1234"),
+        lambda s: s.wait_for_digit(3000),
+        lambda s: s.exec("Playback", "beep"),
+        lambda s: s.get_full_variable("${CHANNEL(linkedid)}"),
+    ]
+    rest = [steps[i % len(steps)] for i in range(n % len(steps))]
+
+    async def handler(session: AGISession) -> None:
+        for _ in range(n // len(steps)):
+            await ivr(session)
+        for step in rest:
+            await step(session)
+
+    server = FastAGIServer({ROUTE: handler}, port=0)
+    await server.start()
+    _alive.append(server)
+    return server.port
+
+
+async def run_server(kind: str, n: int) -> None:
+    # The same log level for all three: warnings only, as none of them warns here.
+    logging.basicConfig(level=logging.WARNING)
+    if kind == "acd":
+        from acd.log import configure_logging
+
+        configure_logging("WARNING")
+    serve = {"raw": serve_raw, "panoramisk": serve_panoramisk, "acd": serve_acd}[kind]
+    print(f"PORT {await serve(n)}", flush=True)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    await stop.wait()
+
+
+# --- the Asterisk side ------------------------------------------------------------------
+
+HEADER = (
+    "agi_network: yes\n"
+    f"agi_network_script: {ROUTE}\n"
+    f"agi_request: agi://127.0.0.1/{ROUTE}\n"
+    "agi_channel: PJSIP/trunk-{serial:08x}\n"
+    "agi_language: en\n"
+    "agi_type: PJSIP\n"
+    "agi_uniqueid: 1700000000.{serial}\n"
+    "agi_version: 20.5.0\n"
+    "agi_callerid: 5551234\n"
+    "agi_calleridname: Bench Caller\n"
+    "agi_callingpres: 0\n"
+    "agi_callingani2: 0\n"
+    "agi_callington: 0\n"
+    "agi_callingtns: 0\n"
+    "agi_dnid: 8005550100\n"
+    "agi_rdnis: unknown\n"
+    "agi_context: from-trunk\n"
+    "agi_extension: 8005550100\n"
+    "agi_priority: 2\n"
+    "agi_enhanced: 0.0\n"
+    "agi_accountcode: \n"
+    "agi_threadid: 140234567890123\n"
+    "agi_arg_1: hotline\n"
+    "\n"
+)
+REPLIES = {(cmd + "\n").encode(): (reply + "\n").encode() for cmd, reply in SCRIPT}
+UNKNOWN = b"510 Invalid or unknown command\n"
+
+
+class Load:
+    """Counters shared by all the fake-Asterisk calls of one measurement."""
+
+    def __init__(self, expected: int) -> None:
+        self.expected = expected
+        self.sessions = 0
+        self.commands = 0
+        self.errors = 0
+        self.serial = 0
+        self.running = True
+
+
+class FakeAsterisk(asyncio.Protocol):
+    """One call as res_agi drives it: header, then a reply per command line. A Protocol,
+    not streams, so that the load generator stays cheaper than the servers it drives."""
+
+    def __init__(self, load: Load, done: Callable[[], None]) -> None:
+        self.load = load
+        self.done = done
+        self.buf = b""
+        self.answered = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.load.serial += 1
+        transport.write(HEADER.format(serial=self.load.serial).encode())
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf + data
+        start = 0
+        out = []
+        while (end := buf.find(b"\n", start)) >= 0:
+            reply = REPLIES.get(buf[start : end + 1])
+            if reply is None:
+                self.load.errors += 1
+                reply = UNKNOWN
+            out.append(reply)
+            start = end + 1
+        self.buf = buf[start:]
+        if out:
+            self.answered += len(out)
+            self.load.commands += len(out)
+            self.transport.write(b"".join(out))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.answered == self.load.expected:
+            self.load.sessions += 1
+        else:
+            self.load.errors += 1
+        self.done()
+
+
+@dataclass
+class Figures:
+    sessions: float  # calls completed per second
+    commands: float  # commands answered per second
+    errors: int  # calls cut short, unknown commands, refused connections
+
+
+async def measure(port: int, sessions: int, n: int, duration: float) -> Figures:
+    """Keep ``sessions`` calls going; count what completes in ``duration`` seconds after
+    a short warm-up."""
+    loop = asyncio.get_running_loop()
+    load = Load(n)
+    finished = asyncio.Event()
+    open_calls = 0
+    connecting: set[asyncio.Task[None]] = set()
+
+    def call_done() -> None:
+        nonlocal open_calls
+        open_calls -= 1
+        if load.running:
+            start_call()
+        elif open_calls == 0:
+            finished.set()
+
+    async def connect() -> None:
+        try:
+            await loop.create_connection(lambda: FakeAsterisk(load, call_done), "127.0.0.1", port)
+        except OSError:
+            load.errors += 1
+            call_done()
+
+    def start_call() -> None:
+        nonlocal open_calls
+        open_calls += 1
+        task = loop.create_task(connect())
+        connecting.add(task)
+        task.add_done_callback(connecting.discard)
+
+    for _ in range(sessions):
+        start_call()
+    await asyncio.sleep(min(1.0, duration / 3))
+    s0, c0, t0 = load.sessions, load.commands, time.perf_counter()
+    await asyncio.sleep(duration)
+    s1, c1, t1 = load.sessions, load.commands, time.perf_counter()
+    load.running = False
+    try:
+        await asyncio.wait_for(finished.wait(), 10)
+    except TimeoutError:
+        load.errors += open_calls
+    return Figures((s1 - s0) / (t1 - t0), (c1 - c0) / (t1 - t0), load.errors)
+
+
+# asyncio reads sockets into a fresh 256 KiB buffer every time. Whether glibc serves it
+# from the heap or with mmap/mremap/munmap (three extra syscalls per read) depends on its
+# dynamic mmap threshold, which a process raises the first time it frees a big enough
+# block, i.e. on accidents of its history. Fixing the thresholds gives every server the
+# steady state of a long-running daemon, so that the figures compare the servers.
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(4 << 20), "MALLOC_TRIM_THRESHOLD_": str(16 << 20)}
+
+
+async def bench_one(kind: str, args: argparse.Namespace) -> Figures:
+    env = os.environ if args.malloc_default else {**os.environ, **MALLOC_ENV}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        __file__,
+        "--serve",
+        kind,
+        "--commands",
+        str(args.commands),
+        stdout=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
+        if not line.startswith("PORT "):
+            raise RuntimeError(f"{kind} server did not start: {line!r}")
+        return await measure(int(line.split()[1]), args.sessions, args.commands, args.duration)
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), 10)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+
+async def main(args: argparse.Namespace) -> None:
+    runs: dict[str, list[Figures]] = {k: [] for k in SERVERS}
+    print(
+        f"{args.sessions} concurrent calls, {args.commands} commands each, "
+        f"{args.rounds} rounds of {args.duration:g}s per server"
+        + ("" if args.malloc_default else ", malloc thresholds fixed (see MALLOC_ENV)")
+    )
+    for r in range(args.rounds):
+        for kind in SERVERS[r % 3 :] + SERVERS[: r % 3]:
+            f = await bench_one(kind, args)
+            runs[kind].append(f)
+            print(
+                f"  round {r + 1}  {kind:<11} {f.sessions:8.0f} sessions/s "
+                f"{f.commands:9.0f} commands/s"
+            )
+
+    # Other work on the machine only ever slows a round down, so the best round is the
+    # figure least disturbed by it (as timeit takes the minimum); the median is shown too.
+    def best(kind: str, attr: str) -> float:
+        return float(max(getattr(f, attr) for f in runs[kind]))
+
+    def med(kind: str, attr: str) -> float:
+        return float(statistics.median(getattr(f, attr) for f in runs[kind]))
+
+    print()
+    print(f"{'':<11} {'best round':>23}   {'median':>23}")
+    print(
+        f"{'server':<11} {'sessions/s':>11} {'commands/s':>11}   {'sessions/s':>11} "
+        f"{'commands/s':>11}  {'errors':>6}"
+    )
+    for kind in SERVERS:
+        errors = sum(f.errors for f in runs[kind])
+        print(
+            f"{kind:<11} {best(kind, 'sessions'):11.0f} {best(kind, 'commands'):11.0f}   "
+            f"{med(kind, 'sessions'):11.0f} {med(kind, 'commands'):11.0f}  {errors:6d}"
+        )
+    print()
+    for name, other, target in (
+        ("acd/raw", "raw", TARGET_RAW),
+        ("acd/panoramisk", "panoramisk", TARGET_PANORAMISK),
+    ):
+        ratio = best("acd", "sessions") / best(other, "sessions")
+        median_ratio = med("acd", "sessions") / med(other, "sessions")
+        verdict = "met" if ratio >= target else "MISSED"
+        print(
+            f"{name:<15} {ratio:5.2f} x sessions/s (median {median_ratio:4.2f})   "
+            f"target >= {target}: {verdict}"
+        )
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    p.add_argument("--sessions", type=int, default=50, help="concurrent calls (default 50)")
+    p.add_argument("--commands", type=int, default=10, help="AGI commands per call (10)")
+    p.add_argument("--rounds", type=int, default=5, help="measurements per server (5)")
+    p.add_argument("--duration", type=float, default=2.0, help="seconds per measurement (2)")
+    p.add_argument(
+        "--malloc-default",
+        action="store_true",
+        help="leave glibc's malloc thresholds alone (figures then vary from run to run)",
+    )
+    p.add_argument("--serve", choices=SERVERS, help=argparse.SUPPRESS)
+    return p.parse_args()
+
+
+if __name__ == "__main__":
+    ns = parse_args()
+    if ns.serve:
+        asyncio.run(run_server(ns.serve, ns.commands))
+    else:
+        asyncio.run(main(ns))
