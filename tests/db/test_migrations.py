@@ -63,8 +63,8 @@ def test_plain_postgresql_url_upgrades_an_empty_database(empty_pg_url: str) -> N
     plain = empty_pg_url.replace("postgresql+psycopg://", "postgresql://")
     assert current(plain) is None
     upgrade(plain)
-    assert current(plain) == head_revision() == "0001"
-    assert tables(plain) == {"alembic_version", "calls"}
+    assert current(plain) == head_revision() == "0002"
+    assert tables(plain) == {"alembic_version", "calls", "demo_customers"}
 
 
 def test_downgrade_to_base_and_upgrade_again(empty_pg_url: str) -> None:
@@ -137,9 +137,19 @@ def test_upgrade_waits_while_another_process_migrates(empty_pg_url: str) -> None
     assert current(empty_pg_url) == head_revision()
 
 
+# Tables the migrations create that are no model of acd's: sample data for the IVR demo.
+NOT_MODELS = {"demo_customers"}
+
+
+def models_only(_obj: object, name: str | None, type_: str, *_: object) -> bool:
+    return not (type_ == "table" and name in NOT_MODELS)
+
+
 def test_migrated_schema_matches_the_models(pg_url: str) -> None:
     with connect(pg_url) as conn:
-        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        context = MigrationContext.configure(
+            conn, opts={"compare_type": True, "include_object": models_only}
+        )
         assert compare_metadata(context, Base.metadata) == []
 
 

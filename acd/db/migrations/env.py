@@ -15,11 +15,23 @@ from acd.db.models import Base
 config = context.config
 
 
+# Tables created by migrations but not mapped as models (seeded demo data):
+# autogenerate must not propose dropping them.
+UNMAPPED_TABLES = frozenset({"demo_customers"})
+
+
+def _managed(
+    obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
+) -> bool:
+    return not (type_ == "table" and name in UNMAPPED_TABLES)
+
+
 def run_online(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=Base.metadata,
         compare_type=True,
+        include_object=_managed,
     )
     with context.begin_transaction():
         context.run_migrations()
