@@ -89,5 +89,45 @@ def config_show(config_path: Path | None) -> None:
     click.echo(settings.model_dump_json(indent=2))
 
 
+@main.group()
+def flows() -> None:
+    """IVR flows (YAML files in ivr_flows/)."""
+
+
+@flows.command("check")
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--sounds-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Check that every prompt exists here (per language, with the fallback).",
+)
+def flows_check(paths: tuple[Path, ...], sounds_dir: Path | None) -> None:
+    """Validate flows; list every problem with file, line, column and field."""
+    from acd.ivr.loader import load_flows
+    from acd.ivr.validate import FlowError
+
+    configure_logging("ERROR", "console")  # the problems below say it all
+    targets = list(paths) or [Path("ivr_flows")]
+    try:
+        flow_set = load_flows(targets, sounds_dir=sounds_dir)
+    except FlowError as exc:
+        for problem in exc.problems:
+            click.echo(str(problem), err=True)
+        raise click.ClickException(f"{len(exc.problems)} problem(s) found") from exc
+    if not flow_set:
+        raise click.ClickException(f"no flow files (*.yaml) in {', '.join(map(str, targets))}")
+    click.echo(f"{len(flow_set)} flow(s) OK: {', '.join(sorted(flow_set))}")
+
+
+@flows.command("schema")
+def flows_schema() -> None:
+    """Print the JSON Schema of the flow format (for editors)."""
+    import json
+
+    from acd.ivr.schema import flow_json_schema
+
+    click.echo(json.dumps(flow_json_schema(), indent=2))
+
+
 if __name__ == "__main__":
     main()
