@@ -17,6 +17,7 @@ import acd.ivr.lookup
 from acd.db.engine import make_async_engine
 from acd.ivr.lookup import LookupFailed, LookupResult, SqlLookup
 from acd.ivr.pin import verify_pin
+from tests.fixtures.logs import LogRecorder, record_logs
 from tests.fixtures.postgres import TcpProxy
 
 pytestmark = pytest.mark.postgres
@@ -31,24 +32,9 @@ def by_account(engine: AsyncEngine, timeout: float = 2.0) -> SqlLookup:
     return SqlLookup(engine, BY_ACCOUNT, {"account": "{account}"}, timeout)
 
 
-class LogRecorder:
-    """Stands in for the module's logger: what an operator would read."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[str, str, dict[str, Any]]] = []
-
-    def __getattr__(self, level: str) -> Callable[..., None]:
-        def emit(event: str, **kw: Any) -> None:
-            self.events.append((level, event, kw))
-
-        return emit
-
-
 @pytest.fixture
 def logs(monkeypatch: pytest.MonkeyPatch) -> LogRecorder:
-    recorder = LogRecorder()
-    monkeypatch.setattr(acd.ivr.lookup, "log", recorder)
-    return recorder
+    return record_logs(monkeypatch, acd.ivr.lookup)
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ import acd.db.writer
 from acd.core.calls import CallRecord, Disposition
 from acd.db.engine import make_async_engine
 from acd.db.writer import CallRecordWriter
+from tests.fixtures.logs import LogRecorder, record_logs
 from tests.fixtures.postgres import TcpProxy
 
 pytestmark = pytest.mark.postgres
@@ -58,27 +59,9 @@ async def rows(engine: AsyncEngine) -> dict[str, dict[str, Any]]:
         return {r["uniqueid"]: dict(r) for r in result.mappings()}
 
 
-class LogRecorder:
-    """Stands in for the writer's logger so a test can count what an operator would see."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[str, str, dict[str, Any]]] = []
-
-    def __getattr__(self, level: str) -> Callable[..., None]:
-        def emit(event: str, **kw: Any) -> None:
-            self.events.append((level, event, kw))
-
-        return emit
-
-    def named(self, event: str) -> list[dict[str, Any]]:
-        return [kw for _, name, kw in self.events if name == event]
-
-
 @pytest.fixture
 def logs(monkeypatch: pytest.MonkeyPatch) -> LogRecorder:
-    recorder = LogRecorder()
-    monkeypatch.setattr(acd.db.writer, "log", recorder)
-    return recorder
+    return record_logs(monkeypatch, acd.db.writer)
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestServer
 
 import acd.ivr.lookup
 from acd.ivr.lookup import HttpLookup, LookupFailed, LookupResult, Template
+from tests.fixtures.logs import LogRecorder, record_logs
 
 TOKEN = "Bearer s3cret-t0ken-4711"
 
@@ -95,22 +96,9 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
         yield s
 
 
-class LogRecorder:
-    def __init__(self) -> None:
-        self.events: list[tuple[str, str, dict[str, Any]]] = []
-
-    def __getattr__(self, level: str) -> Callable[..., None]:
-        def emit(event: str, **kw: Any) -> None:
-            self.events.append((level, event, kw))
-
-        return emit
-
-
 @pytest.fixture
 def logs(monkeypatch: pytest.MonkeyPatch) -> LogRecorder:
-    recorder = LogRecorder()
-    monkeypatch.setattr(acd.ivr.lookup, "log", recorder)
-    return recorder
+    return record_logs(monkeypatch, acd.ivr.lookup)
 
 
 def by_account(api: Api, session: aiohttp.ClientSession, **kw: Any) -> HttpLookup:
