@@ -129,5 +129,80 @@ def flows_schema() -> None:
     click.echo(json.dumps(flow_json_schema(), indent=2))
 
 
+GRAPH_FORMATS = ("svg", "png", "dot")
+
+
+@flows.command("graph")
+@click.argument("name")
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+    help="File to write (default: NAME.FORMAT; '-' for standard output).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(GRAPH_FORMATS),
+    help="svg, png (both need Graphviz's dot) or dot text (default: from -o, else svg).",
+)
+def flows_graph(name: str, paths: tuple[Path, ...], output: Path | None, fmt: str | None) -> None:
+    """Draw flow NAME as a picture: every node, and every way a call goes on."""
+    from acd.ivr.graph import flow_to_dot
+    from acd.ivr.loader import load_flows
+    from acd.ivr.validate import FlowError
+
+    configure_logging("ERROR", "console")
+    targets = list(paths) or [Path("ivr_flows")]
+    try:
+        flow_set = load_flows(targets, sounds_dir=None)
+    except FlowError as exc:
+        for problem in exc.problems:
+            click.echo(str(problem), err=True)
+        raise click.ClickException(
+            f"{len(exc.problems)} problem(s) found: run 'acd flows check' and fix them first"
+        ) from exc
+    flow = flow_set.get(name)
+    if flow is None:
+        known = ", ".join(sorted(flow_set)) or "none"
+        raise click.ClickException(f"no flow named '{name}' (flows found: {known})")
+    if fmt is None:
+        suffix = output.suffix.lstrip(".").lower() if output and str(output) != "-" else ""
+        fmt = suffix if suffix in GRAPH_FORMATS else "svg"
+    text = flow_to_dot(flow)
+    data = text.encode() if fmt == "dot" else _render_dot(text, fmt)
+    if output is not None and str(output) == "-":
+        click.echo(data, nl=False)  # bytes go to the binary stdout
+        return
+    target = output or Path(f"{name}.{fmt}")
+    target.write_bytes(data)
+    click.echo(f"{target}: flow {name}, {len(flow.nodes)} node(s), {fmt}", err=True)
+
+
+def _render_dot(text: str, fmt: str) -> bytes:
+    """Run Graphviz's ``dot``; a missing binary is an error that says how to get it."""
+    import shutil
+    import subprocess
+
+    dot = shutil.which("dot")
+    if dot is None:
+        raise click.ClickException(
+            "Graphviz's 'dot' program is not installed: apt-get install graphviz "
+            "(or write DOT text with --format dot)"
+        )
+    try:
+        done = subprocess.run(
+            [dot, f"-T{fmt}"], input=text.encode(), capture_output=True, timeout=120, check=False
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise click.ClickException("dot took more than 120 s to draw the flow") from exc
+    if done.returncode != 0:
+        raise click.ClickException(
+            f"dot failed ({done.returncode}): {done.stderr.decode(errors='replace').strip()}"
+        )
+    return done.stdout
+
+
 if __name__ == "__main__":
     main()

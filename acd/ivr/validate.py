@@ -106,6 +106,30 @@ def expected(name: str, choices: Collection[str], *, limit: int = 12) -> str:
 TERMINAL_WORDS = "a hangup, queue, transfer, voicemail or return"
 
 
+def _language_folder(root: FsPath, lang: str) -> FsPath:
+    """``root/lang``, following a symlink whose absolute target only exists in a chroot.
+
+    Debian links ``sounds/en`` to ``/etc/alternatives/asterisk-prompt-en``; checked from
+    outside a chroot or container image (the Asterisk test bed), that target is read
+    relative to the image's root, the nearest ancestor of ``root`` where it exists.
+    """
+    folder = root / lang
+    if folder.is_dir() or not folder.is_symlink():
+        return folder
+    for base in root.parents:
+        current = folder
+        for _ in range(16):  # a chain of links, like Debian's alternatives
+            if not current.is_symlink():
+                break
+            target = os.readlink(current)
+            current = (
+                base / target.lstrip("/") if os.path.isabs(target) else current.parent / target
+            )
+        if current.is_dir():
+            return current
+    return folder
+
+
 class _Checker:
     def __init__(
         self,
@@ -318,7 +342,7 @@ class _Checker:
     def sounds(self, root: FsPath, lang: str) -> frozenset[str]:
         """Prompt names (path without extension) recorded for ``lang``."""
         if lang not in self._sound_index:
-            folder = root / lang
+            folder = _language_folder(root, lang)
             names: set[str] = set()
             for dirpath, _dirs, files in os.walk(folder):
                 rel = os.path.relpath(dirpath, folder)
