@@ -76,6 +76,21 @@ class HotlineSettings(_Section):
     wait_ms: int = Field(default=5000, ge=0, description="how long to wait for a key after it")
 
 
+class IvrSettings(_Section):
+    """YAML IVR flows (the ``flow`` AGI route) and how the daemon picks up edits."""
+
+    flows_dir: Path = Field(default=Path("ivr_flows"), description="folder of *.yaml flows")
+    sounds_dir: Path | None = Field(
+        default=None, description="Asterisk sounds folder: when set, prompts must exist there"
+    )
+    reload_poll: float = Field(
+        default=2.0, gt=0, description="seconds between checks of the flow files for edits"
+    )
+    entry_flow: str = Field(
+        default="hotline", min_length=1, description="flow run when the route names none"
+    )
+
+
 class DaemonSettings(_Section):
     """Process-wide behaviour."""
 
@@ -95,6 +110,7 @@ class Settings(BaseSettings):
     ami: AmiSettings = AmiSettings()
     database: DatabaseSettings = DatabaseSettings()
     hotline: HotlineSettings = HotlineSettings()
+    ivr: IvrSettings = IvrSettings()
     daemon: DaemonSettings = DaemonSettings()
 
     @classmethod

@@ -1,26 +1,35 @@
-"""``acd run``: wires FastAGI, the AMI link and the call-record writer together.
+"""``acd run``: wires FastAGI, the AMI link, the record writers and the IVR flows together.
 
 Start order puts the database writer first (calls are recorded from the first one),
 then the AMI link (it reconnects by itself, so a PBX that is down does not stop us),
 then FastAGI, which is when Asterisk's calls start arriving. Shutdown runs the
 other way round: stop taking calls, let calls in progress finish within the grace
 period, then flush the records.
+
+IVR flows are loaded before FastAGI starts and reloaded on SIGHUP or when their files
+change; a broken edit is logged and the flows already live keep serving.
 """
 
 from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
+
+import aiohttp
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from acd.agi import AGISession, FastAGIServer
 from acd.ami import AmiLink
 from acd.config import Settings
 from acd.db.engine import make_async_engine
 from acd.db.migrate import upgrade
-from acd.db.writer import CallRecordWriter
+from acd.db.writer import CallRecordWriter, RowWriter
 from acd.inbound import CallHandler, call_logged
 from acd.ivr.hotline import HotlineGreeting
+from acd.ivr.registry import FlowRegistry, FlowVersion
+from acd.ivr.route import FlowRoute, build_lookups, version_row
 from acd.log import get_logger, redact_url
 
 log = get_logger(__name__)
@@ -42,6 +51,9 @@ class Daemon:
         self.agi: FastAGIServer | None = None
         self.ami: AmiLink | None = None
         self.writer: CallRecordWriter | None = None
+        self.ivr_writer: RowWriter | None = None
+        self.flows: FlowRegistry | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     def request_stop(self) -> None:
         """Begin a graceful shutdown (SIGTERM, SIGINT)."""
@@ -60,11 +72,24 @@ class Daemon:
             engine, batch_size=s.database.batch_size, flush_interval=s.database.flush_interval
         )
         await self.writer.start()
+        self.ivr_writer = RowWriter(
+            engine, batch_size=s.database.batch_size, flush_interval=s.database.flush_interval
+        )
+        await self.ivr_writer.start()
+        http = aiohttp.ClientSession()
+        self.flows = self._flow_registry(engine, http, self.ivr_writer)
+        await self.flows.reload()
+        self._tasks.append(
+            asyncio.create_task(self.flows.watch(s.ivr.reload_poll), name="ivr-flows-watch")
+        )
         self.ami = AmiLink(s.ami)
         await self.ami.start()
+        handlers = call_routes(s)
+        handlers["flow"] = FlowRoute(
+            self.flows, self.ivr_writer.submit, entry_flow=s.ivr.entry_flow
+        )
         routes: dict[str, Callable[[AGISession], Awaitable[None]]] = {
-            name: call_logged(name, handler, self.writer)
-            for name, handler in call_routes(s).items()
+            name: call_logged(name, handler, self.writer) for name, handler in handlers.items()
         }
         self.agi = FastAGIServer(
             routes,
@@ -88,9 +113,33 @@ class Daemon:
         finally:
             if migration is not None:
                 migration.cancel()
+            for task in self._tasks:
+                task.cancel()
             await self._shutdown()
+            await http.close()
             await engine.dispose()
         return 0
+
+    def _flow_registry(
+        self, engine: AsyncEngine, http: aiohttp.ClientSession, rows: RowWriter
+    ) -> FlowRegistry:
+        def activated(versions: Sequence[FlowVersion]) -> None:
+            for version in versions:
+                rows.submit(version_row(version))
+
+        ivr = self.settings.ivr
+        return FlowRegistry(
+            ivr.flows_dir,
+            sounds_dir=ivr.sounds_dir,
+            build_lookups=partial(build_lookups, engine=engine, http=http),
+            on_activate=activated,
+        )
+
+    def reload_flows(self) -> None:
+        """Reload the IVR flows now (SIGHUP)."""
+        log.info("ivr_flows_reload_requested")
+        if self.flows is not None:
+            self.flows.request_reload()
 
     async def _shutdown(self) -> None:
         grace = self.settings.daemon.shutdown_grace
@@ -101,6 +150,8 @@ class Daemon:
             await self.ami.stop()
         if self.writer is not None:
             await self.writer.stop(timeout=10.0)
+        if self.ivr_writer is not None:
+            await self.ivr_writer.stop(timeout=10.0)
         log.info("daemon_stopped")
 
 
@@ -129,13 +180,14 @@ async def _migrate_until_done(url: str, first_delay: float = 1.0, max_delay: flo
 
 
 async def serve(settings: Settings) -> int:
-    """Run the daemon until SIGTERM/SIGINT."""
+    """Run the daemon until SIGTERM/SIGINT; SIGHUP reloads the IVR flows."""
     daemon = Daemon(settings)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, daemon.request_stop)
+    loop.add_signal_handler(signal.SIGHUP, daemon.reload_flows)
     try:
         return await daemon.run()
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)

@@ -39,6 +39,8 @@ class InboundCall:
     started_at: datetime = field(default_factory=utcnow)
     answered_at: datetime | None = None
     linkedid: str | None = None
+    #: How a YAML flow let go of the call, for ``calls.ivr_outcome`` (None: no flow ran).
+    ivr_outcome: str | None = None
 
     async def answer(self) -> None:
         """Answer the channel (once) and remember when, for the answer time in the record."""
@@ -63,6 +65,7 @@ class InboundCall:
             ended_at=ended_at,
             disposition=disposition,
             hangup_cause=cause,
+            ivr_outcome=self.ivr_outcome,
         )
 
 

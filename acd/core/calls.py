@@ -39,6 +39,7 @@ _TEXT_FIELDS = (
     "dialed_number",
     "route",
     "hangup_cause",
+    "ivr_outcome",
 )
 _TIME_FIELDS = ("started_at", "answered_at", "ended_at")
 
@@ -63,6 +64,8 @@ class CallRecord:
     ended_at: datetime | None = None
     disposition: Disposition | None = None
     hangup_cause: str | None = None
+    #: How a YAML IVR flow let go of the call (``queue``, ``transfer``, ``caller_hangup``...).
+    ivr_outcome: str | None = None
 
     @property
     def is_final(self) -> bool:

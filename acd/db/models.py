@@ -13,11 +13,14 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     Identity,
+    Integer,
     MetaData,
     Table,
     Text,
+    UniqueConstraint,
     func,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from acd.core.calls import Disposition
@@ -58,6 +61,7 @@ class Call(Base):
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     disposition: Mapped[str | None] = mapped_column(Text)
     hangup_cause: Mapped[str | None] = mapped_column(Text)
+    ivr_outcome: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
@@ -75,4 +79,43 @@ class Call(Base):
     )
 
 
+class FlowVersion(Base):
+    """Every flow version the daemon put live: which content served calls from when on."""
+
+    __tablename__ = "flow_versions"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    flow: Mapped[str] = mapped_column(Text)
+    version: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(Text)
+    file: Mapped[str] = mapped_column(Text)
+    activated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (UniqueConstraint("flow", "sha256", "activated_at"),)
+
+
+class IvrStep(Base):
+    """One node a caller went through in a YAML flow (the path behind ``ivr_outcome``)."""
+
+    __tablename__ = "ivr_steps"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    uniqueid: Mapped[str] = mapped_column(Text)
+    seq: Mapped[int] = mapped_column(Integer)
+    flow: Mapped[str] = mapped_column(Text)
+    flow_version: Mapped[int] = mapped_column(Integer)
+    flow_hash: Mapped[str] = mapped_column(Text)
+    node_id: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    digits: Mapped[str] = mapped_column(Text)
+    result: Mapped[str] = mapped_column(Text)
+    detail: Mapped[dict[str, object]] = mapped_column(JSONB)
+
+    # (uniqueid, seq) also serves every "steps of this call" query: uniqueid leads it.
+    __table_args__ = (UniqueConstraint("uniqueid", "seq"),)
+
+
 calls: Table = Base.metadata.tables["calls"]
+flow_versions: Table = Base.metadata.tables["flow_versions"]
+ivr_steps: Table = Base.metadata.tables["ivr_steps"]

@@ -1,4 +1,4 @@
-"""Batched, idempotent writing of call records that never holds a call up.
+"""Batched, idempotent writing of call records (and IVR rows) that never holds a call up.
 
 ``submit`` only appends to an in-memory queue; a background task upserts the queue in
 batches. While PostgreSQL is unreachable the queue keeps growing (up to ``max_pending``,
@@ -6,6 +6,9 @@ oldest dropped first), one warning is logged for the whole outage, and writing r
 itself with backoff. The upsert is idempotent, so a batch whose commit reply was lost is
 simply written again. ``stop`` hands back whatever could not be written: that list (and
 the queue itself) is where a durable disk spool plugs in.
+
+``BatchWriter`` is that machinery for any kind of row; ``CallRecordWriter`` upserts
+``calls`` and ``RowWriter`` inserts append-only rows (IVR steps, flow versions).
 """
 
 from __future__ import annotations
@@ -14,16 +17,17 @@ import asyncio
 import dataclasses
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import Table, bindparam, func, select
 from sqlalchemy.dialects.postgresql import ARRAY, Insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from acd.core.calls import CallRecord
+from acd.core.calls import CallRecord, Disposition
 from acd.db.models import calls
 from acd.log import get_logger
 
@@ -54,7 +58,7 @@ def _upsert_statement() -> Insert:
     """One ``INSERT ... SELECT FROM unnest(arrays) ON CONFLICT (uniqueid) DO UPDATE``.
 
     Each column travels as one array parameter, so a batch of any size is one statement
-    with twelve parameters, compiled once (a multi-row VALUES list would be recompiled
+    with one parameter per column, compiled once (a multi-row VALUES list would be recompiled
     for every batch and is capped at 65535 parameters).
     """
     arrays = [bindparam(name, type_=ARRAY(calls.c[name].type)) for name in _COLUMNS]
@@ -69,24 +73,15 @@ def _upsert_statement() -> Insert:
 UPSERT = _upsert_statement()
 
 
+def _column_value(value: Any) -> Any:
+    return str(value) if isinstance(value, Disposition) else value
+
+
 def upsert_params(records: Sequence[CallRecord]) -> dict[str, list[Any]]:
     """Column arrays for ``UPSERT``; the uniqueids must be distinct (PostgreSQL cannot
     update one row twice in a statement): the writer's queue merges resubmitted calls.
     """
-    return {
-        "uniqueid": [r.uniqueid for r in records],
-        "linkedid": [r.linkedid for r in records],
-        "channel": [r.channel for r in records],
-        "caller_number": [r.caller_number for r in records],
-        "caller_name": [r.caller_name for r in records],
-        "dialed_number": [r.dialed_number for r in records],
-        "route": [r.route for r in records],
-        "started_at": [r.started_at for r in records],
-        "answered_at": [r.answered_at for r in records],
-        "ended_at": [r.ended_at for r in records],
-        "disposition": [None if r.disposition is None else str(r.disposition) for r in records],
-        "hangup_cause": [r.hangup_cause for r in records],
-    }
+    return {name: [_column_value(getattr(r, name)) for r in records] for name in _COLUMNS}
 
 
 def _is_bad_data(exc: BaseException) -> bool:
@@ -107,13 +102,21 @@ def _describe(exc: BaseException) -> str:
     return f"{type(cause).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
-class CallRecordWriter:
-    """Queues call records and upserts them into ``calls`` in the background.
+K = TypeVar("K", bound=Hashable)
+T = TypeVar("T")
+
+
+class BatchWriter(Generic[K, T]):
+    """Queues items and writes them in the background, in batches, retrying forever.
 
     Use from the event loop thread: ``await start()``, ``submit()`` from call handlers,
     ``await stop()`` at shutdown. ``pending``, ``written`` and ``dropped`` are counters for
-    metrics.
+    metrics. Subclasses say how items are keyed (a resubmitted key is merged in place),
+    checked and written, and name their log events (``<plural>_db_unavailable``...).
     """
+
+    plural = "records"
+    singular = "record"
 
     def __init__(
         self,
@@ -135,10 +138,10 @@ class CallRecordWriter:
         self._write_timeout = write_timeout
         self._retry_initial = retry_initial
         self._retry_max = retry_max
-        # One entry per call, oldest first; a resubmitted call is merged in place.
-        self._queue: OrderedDict[str, CallRecord] = OrderedDict()
+        # One entry per key, oldest first; a resubmitted key is merged in place.
+        self._queue: OrderedDict[K, T] = OrderedDict()
         # The batch being written: kept until the database confirms it.
-        self._batch: list[CallRecord] = []
+        self._batch: list[T] = []
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._has_work = asyncio.Event()
@@ -149,40 +152,62 @@ class CallRecordWriter:
         self.written = 0
         self.dropped = 0
 
+    # -- what a subclass says -------------------------------------------------------
+
+    def _key(self, item: T) -> K:
+        raise NotImplementedError
+
+    def _label(self, item: T) -> Mapping[str, Any]:
+        """How log lines name an item (no caller data beyond an id)."""
+        return {}
+
+    def _problems(self, item: T) -> list[str]:
+        """Why ``item`` can never be stored (empty: it can)."""
+        return []
+
+    def _merge(self, earlier: T, newer: T) -> T:
+        return newer
+
+    async def _write(self, items: Sequence[T]) -> None:
+        raise NotImplementedError
+
+    # -- the machinery ----------------------------------------------------------------
+
     @property
     def pending(self) -> int:
-        """Records accepted but not yet confirmed written."""
+        """Items accepted but not yet confirmed written."""
         return len(self._queue) + len(self._batch)
 
-    def submit(self, record: CallRecord) -> None:
-        """Queue ``record``; returns at once and never raises (a call must not wait)."""
+    def submit(self, item: T) -> None:
+        """Queue ``item``; returns at once and never raises (a call must not wait)."""
         try:
-            self._enqueue(record)
+            self._enqueue(item)
         except Exception:
             self.dropped += 1
-            log.exception("call_record_submit_failed", uniqueid=getattr(record, "uniqueid", None))
+            try:
+                label = dict(self._label(item))
+            except Exception:
+                label = {}
+            log.exception(f"{self.singular}_submit_failed", **label)
 
-    def _enqueue(self, record: CallRecord) -> None:
-        problems = record.problems()
+    def _enqueue(self, item: T) -> None:
+        problems = self._problems(item)
         if problems:
             self.dropped += 1
-            log.warning("call_record_invalid", uniqueid=record.uniqueid, problems=problems)
+            log.warning(f"{self.singular}_invalid", **self._label(item), problems=problems)
             return
-        earlier = self._queue.get(record.uniqueid)
+        key = self._key(item)
+        earlier = self._queue.get(key)
         if earlier is not None:
-            merged = earlier.updated_by(record)
-            if merged.problems():
-                log.warning("call_record_replaced", uniqueid=record.uniqueid)
-                merged = record
-            self._queue[record.uniqueid] = merged
+            self._queue[key] = self._merge(earlier, item)
         else:
-            self._queue[record.uniqueid] = record
+            self._queue[key] = item
             if self.pending > self._max_pending:
                 self._queue.popitem(last=False)
                 self.dropped += 1
                 if not self._overflowing:
                     self._overflowing = True
-                    log.error("call_records_overflow", max_pending=self._max_pending)
+                    log.error(f"{self.plural}_overflow", max_pending=self._max_pending)
         self._has_work.set()
         if len(self._queue) >= self._batch_size:
             self._batch_full.set()
@@ -191,12 +216,12 @@ class CallRecordWriter:
         """Start the background writer (does not need the database to be up)."""
         if self._task is None:
             self._stopping = False
-            self._task = asyncio.create_task(self._run(), name="call-record-writer")
+            self._task = asyncio.create_task(self._run(), name=f"{self.singular}-writer")
 
-    async def stop(self, timeout: float = 10.0) -> list[CallRecord]:  # noqa: ASYNC109
+    async def stop(self, timeout: float = 10.0) -> list[T]:  # noqa: ASYNC109
         """Write what is pending, for at most ``timeout`` seconds; return what was not.
 
-        Not a cancellation scope: when time is up the unwritten records are returned
+        Not a cancellation scope: when time is up the unwritten items are returned
         (and logged) rather than an exception raised, so shutdown always completes.
         """
         self._stopping = True
@@ -210,9 +235,9 @@ class CallRecordWriter:
                 await asyncio.wait({task}, timeout=1.0)
         left = [*self._batch, *self._queue.values()]
         if left:
-            log.error("call_records_unwritten", count=len(left), written=self.written)
+            log.error(f"{self.plural}_unwritten", count=len(left), written=self.written)
         else:
-            log.info("call_records_flushed", written=self.written, dropped=self.dropped)
+            log.info(f"{self.plural}_flushed", written=self.written, dropped=self.dropped)
         return left
 
     async def _run(self) -> None:
@@ -236,13 +261,13 @@ class CallRecordWriter:
             self._retry_now.clear()
             delay = min(delay * 2, self._retry_max)
 
-    def _take(self, n: int) -> list[CallRecord]:
+    def _take(self, n: int) -> list[T]:
         return [self._queue.popitem(last=False)[1] for _ in range(min(n, len(self._queue)))]
 
     async def _write_batch(self) -> bool:
         """Write ``self._batch``; False when the database is unavailable (batch kept)."""
         try:
-            await self._write(self._batch)
+            await self._write_timed(self._batch)
         except Exception as exc:
             if not _is_bad_data(exc):
                 self._unavailable(exc)
@@ -255,31 +280,30 @@ class CallRecordWriter:
     async def _write_one_by_one(self) -> bool:
         """Isolate the rows the server refuses, so they cannot block the rest forever."""
         while self._batch:
-            record = self._batch[0]
+            item = self._batch[0]
             try:
-                await self._write([record])
+                await self._write_timed([item])
             except Exception as exc:
                 if not _is_bad_data(exc):
                     self._unavailable(exc)
                     return False
                 self.dropped += 1
-                log.error("call_record_rejected", uniqueid=record.uniqueid, error=_describe(exc))
+                log.error(f"{self.singular}_rejected", **self._label(item), error=_describe(exc))
             else:
                 self._written(1)
             self._batch.pop(0)
         return True
 
-    async def _write(self, records: Sequence[CallRecord]) -> None:
-        params = upsert_params(records)
-        async with asyncio.timeout(self._write_timeout), self._engine.begin() as conn:
-            await conn.execute(UPSERT, params)
+    async def _write_timed(self, items: Sequence[T]) -> None:
+        async with asyncio.timeout(self._write_timeout):
+            await self._write(items)
 
     def _written(self, n: int) -> None:
         self.written += n
         self._overflowing = False
         if self._outage_since is not None:
             log.info(
-                "call_records_db_restored",
+                f"{self.plural}_db_restored",
                 outage_s=round(time.monotonic() - self._outage_since, 1),
                 pending=self.pending,
                 dropped=self.dropped,
@@ -287,17 +311,81 @@ class CallRecordWriter:
             self._outage_since = None
 
     def _unavailable(self, exc: Exception) -> None:
-        """Log the first failure of an outage only; the records stay queued."""
+        """Log the first failure of an outage only; the items stay queued."""
         if self._outage_since is not None:
             return
         self._outage_since = time.monotonic()
         expected = isinstance(exc, SQLAlchemyError | OSError | TimeoutError)
         log.warning(
-            "call_records_db_unavailable",
+            f"{self.plural}_db_unavailable",
             error=_describe(exc),
             pending=self.pending,
             exc_info=not expected,
         )
+
+
+class CallRecordWriter(BatchWriter[str, CallRecord]):
+    """Queues call records and upserts them into ``calls`` in the background.
+
+    Records of one call (``uniqueid``) are merged in the queue by
+    ``CallRecord.updated_by``, the same rule the upsert applies in the database.
+    """
+
+    plural = "call_records"
+    singular = "call_record"
+
+    def _key(self, item: CallRecord) -> str:
+        return item.uniqueid
+
+    def _label(self, item: CallRecord) -> Mapping[str, Any]:
+        return {"uniqueid": getattr(item, "uniqueid", None)}
+
+    def _problems(self, item: CallRecord) -> list[str]:
+        return item.problems()
+
+    def _merge(self, earlier: CallRecord, newer: CallRecord) -> CallRecord:
+        merged = earlier.updated_by(newer)
+        if merged.problems():
+            log.warning("call_record_replaced", uniqueid=newer.uniqueid)
+            return newer
+        return merged
+
+    async def _write(self, items: Sequence[CallRecord]) -> None:
+        params = upsert_params(items)
+        async with self._engine.begin() as conn:
+            await conn.execute(UPSERT, params)
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One append-only row for ``RowWriter``: ``key`` names it among its table's rows
+    (the table's unique key), so writing it twice leaves one row."""
+
+    table: Table
+    key: tuple[Any, ...]
+    values: Mapping[str, Any]
+
+
+class RowWriter(BatchWriter[tuple[Any, ...], Row]):
+    """Inserts rows of any table in batches; a row already there is left as it is."""
+
+    plural = "ivr_records"
+    singular = "ivr_record"
+
+    def _key(self, item: Row) -> tuple[Any, ...]:
+        return (item.table.name, *item.key)
+
+    def _label(self, item: Row) -> Mapping[str, Any]:
+        return {"table": item.table.name, "key": [str(k) for k in item.key]}
+
+    async def _write(self, items: Sequence[Row]) -> None:
+        by_table: dict[str, list[Row]] = {}
+        for row in items:
+            by_table.setdefault(row.table.name, []).append(row)
+        async with self._engine.begin() as conn:
+            for rows in by_table.values():
+                statement = pg_insert(rows[0].table).on_conflict_do_nothing()
+                await conn.execute(statement, [dict(r.values) for r in rows])
 
 
 async def _wait(event: asyncio.Event, seconds: float) -> None:

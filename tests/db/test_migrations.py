@@ -63,8 +63,14 @@ def test_plain_postgresql_url_upgrades_an_empty_database(empty_pg_url: str) -> N
     plain = empty_pg_url.replace("postgresql+psycopg://", "postgresql://")
     assert current(plain) is None
     upgrade(plain)
-    assert current(plain) == head_revision() == "0002"
-    assert tables(plain) == {"alembic_version", "calls", "demo_customers"}
+    assert current(plain) == head_revision() == "0003"
+    assert tables(plain) == {
+        "alembic_version",
+        "calls",
+        "demo_customers",
+        "flow_versions",
+        "ivr_steps",
+    }
 
 
 def test_downgrade_to_base_and_upgrade_again(empty_pg_url: str) -> None:
