@@ -109,6 +109,8 @@ def edge_label(node: object, path: Path) -> str:
         return f"on_timeout ({node.max_wait:g}s)"
     if head == "on_not_found":
         return "not found"
+    if head == "on_mismatch":
+        return "wrong PIN"
     if head == "to":
         return ""
     return str(head)
@@ -152,6 +154,8 @@ def _summary(flow: Flow, node: object) -> Iterator[str]:
             elif node.http is not None:
                 yield f"HTTP {node.http.method} → {node.into}"
                 yield node.http.url
+            if node.verify is not None:
+                yield f"checks {node.verify.secret} against {node.verify.against}"
             yield f"timeout {node.timeout:g}s"
         case SubflowNode():
             yield f"runs flow '{node.flow}'"

@@ -9,7 +9,9 @@ the whole thing runs in unit tests without Asterisk and is later driven by FastA
 return to the dialplan, the caller hanging up, or an error). Every node visited is a
 ``Step`` appended to ``Interpreter.steps`` and passed to ``on_step``, so the path a caller
 took can be stored and shown. Secrets a lookup returns (``pin_hash`` and the like) never
-reach the flow's variables or the steps.
+reach the flow's variables or the steps; a lookup's ``verify`` checks the caller's PIN
+against such a hash (``acd.ivr.pin.verify_pin``, in a worker thread), and a ``secret``
+collect records ``****`` instead of the digits.
 
 Variables are nested: ``caller.number`` is ``variables["caller"]["number"]``, a lookup
 into ``customer`` is ``variables["customer"]`` (a mapping; dotted result keys such as
@@ -30,7 +32,14 @@ from functools import lru_cache
 from typing import Any, Literal, Protocol
 
 from acd.core.hours import Schedule, is_open, schedule_from_dict
-from acd.ivr.lookup import TIMEOUT, UNAVAILABLE, Lookup, LookupFailed, LookupResult
+from acd.ivr.lookup import (
+    BAD_RESPONSE,
+    TIMEOUT,
+    UNAVAILABLE,
+    Lookup,
+    LookupFailed,
+    LookupResult,
+)
 from acd.ivr.model import (
     DIGITS,
     BranchNode,
@@ -54,8 +63,10 @@ from acd.ivr.model import (
     VoicemailNode,
 )
 from acd.ivr.model import Schedule as ScheduleModel
+from acd.ivr.pin import verify_pin
 
 __all__ = [
+    "MASK",
     "MAX_DEPTH",
     "MAX_STEPS",
     "CallPort",
@@ -74,6 +85,8 @@ MAX_STEPS = 500
 """Nodes one call may visit: a loop the validator could not rule out ends as an error."""
 MAX_DEPTH = 8
 """Nested subflows one call may be in."""
+MASK = "****"
+"""What the call record shows for the digits of a ``secret`` collect (the same for any length)."""
 
 SayAs = Literal["digits", "number", "date"]
 OutcomeKind = Literal[
@@ -725,9 +738,12 @@ class Interpreter:
             )
             if ok:
                 self.variables[node.into] = digits
-                return _Visit(node.next, "collected", digits, {"attempts": len(attempts)})
+                shown = MASK if node.secret else digits
+                return _Visit(node.next, "collected", shown, {"attempts": len(attempts)})
             files = [*self._files(flow, node.invalid_prompt), *self._files(flow, node.prompt)]
-        return _Visit(node.on_failure, "failure", "".join(attempts), {"attempts": len(attempts)})
+        typed = "".join(attempts)
+        shown = MASK if node.secret and typed else typed
+        return _Visit(node.on_failure, "failure", shown, {"attempts": len(attempts)})
 
     async def _callback(self, flow: Flow, node: CallbackNode) -> _Visit:
         """Read a number, say it back, and let the caller confirm or key it again."""
@@ -779,6 +795,7 @@ class Interpreter:
     async def _lookup(self, flow: Flow, node_id: str, node: LookupNode) -> _Visit:
         lookup = self.lookups.get(f"{flow.flow}.{node_id}") or self.lookups.get(node_id)
         self.variables[node.into] = {}
+        self.secrets.pop(node.into, None)
         try:
             if lookup is None:
                 raise LookupFailed(UNAVAILABLE, "no lookup configured for this node")
@@ -792,10 +809,30 @@ class Interpreter:
             return _Visit(node.on_failure, "failed", detail=detail)
         if not result.found:
             return _Visit(node.on_not_found or node.next, "not_found")
-        public = {k: v for k, v in result.values.items() if not is_secret(k)}
-        self.secrets[node.into] = {k: v for k, v in result.values.items() if is_secret(k)}
+        withheld = {node.verify.against} if node.verify else set()
+
+        def hidden(key: str) -> bool:
+            return key in withheld or is_secret(key)
+
+        if node.verify is not None:
+            stored = result.values.get(node.verify.against)
+            if not stored:
+                error = f"the result has no '{node.verify.against}' to verify against"
+                return _Visit(
+                    node.on_failure, "failed", detail={"reason": BAD_RESPONSE, "error": error}
+                )
+            typed = render(node.verify.secret, self.variables)
+            matches = bool(typed) and await asyncio.to_thread(verify_pin, typed, stored)
+            if not matches:
+                target = node.on_mismatch or node.on_not_found or node.on_failure
+                return _Visit(target, "pin_mismatch")
+        public = {k: v for k, v in result.values.items() if not hidden(k)}
+        self.secrets[node.into] = {k: v for k, v in result.values.items() if hidden(k)}
         self.variables[node.into] = _nested(public)
-        return _Visit(node.next, "found", detail={"values": public})
+        found: dict[str, Any] = {"values": public}
+        if node.verify is not None:
+            found["verified"] = True
+        return _Visit(node.next, "found", detail=found)
 
     # -- the end ---------------------------------------------------------------------
 

@@ -18,17 +18,11 @@ Caller input only ever reaches a query or an API as data:
 
 Values come back as text: None is ``""``, booleans ``true``/``false``, numbers as written.
 
-Intended use for "account + PIN" (SQL cannot check a scrypt hash)::
-
-    lookup = SqlLookup(engine, "SELECT name, language, segment, balance, currency, pin_hash"
-                       " FROM demo_customers WHERE account_number = :account",
-                       {"account": "{account}"}, timeout=2.0)
-    result = await lookup.lookup({"account": typed_account})
-    ok = result.found and await asyncio.to_thread(verify_pin, typed_pin,
-                                                   result.values["pin_hash"])
-
-(``acd.ivr.pin.verify_pin``); the interpreter drops ``pin_hash`` from the flow's
-variables afterwards so it is never played, logged or sent on.
+For "account + PIN" (SQL cannot check a scrypt hash) the lookup returns the hash
+(``SELECT ..., pin_hash``) and the flow's lookup node says ``verify: {secret: "{pin}",
+against: pin_hash}``: the interpreter checks the typed PIN with
+``acd.ivr.pin.verify_pin`` in a worker thread and keeps ``pin_hash`` out of the flow's
+variables, so it is never played, logged or sent on.
 """
 
 from __future__ import annotations

@@ -655,6 +655,9 @@ class CollectNode(_Node):
     )
     retries: Retries = 2
     invalid_prompt: Prompts | None = Field(default=None, description="played before each retry")
+    secret: bool = Field(
+        default=False, description="a PIN or password: call records show **** instead of the digits"
+    )
     next: NodeId
     on_failure: NodeId
 
@@ -804,6 +807,33 @@ class HttpLookup(_Model):
     )
 
 
+_FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*\Z")
+
+
+def _check_field(value: str) -> str:
+    if not _FIELD.match(value):
+        bare = value.strip().strip("{}").strip()
+        hint = f": write {bare}" if _FIELD.match(bare) else ""
+        raise ValueError(
+            f"'{value}' is not a field name of the lookup's result (letters, digits and '_', "
+            f"dotted for JSON, like pin_hash){hint}"
+        )
+    return value
+
+
+class Verify(_Model):
+    """Check what the caller keyed (a PIN) against a salted hash in the record found.
+
+    The hash field never reaches the flow's variables or the call record.
+    """
+
+    secret: VarTemplate = Field(description="what the caller keyed, like '{pin}'")
+    against: Annotated[str, AfterValidator(_check_field)] = Field(
+        description="field of the result holding the hash (acd.ivr.pin.hash_pin), like pin_hash",
+        json_schema_extra={"pattern": "^" + _FIELD.pattern[:-2] + "$"},
+    )
+
+
 class LookupNode(_Node):
     """Fetch data (a CRM record, an account) into a variable."""
 
@@ -819,14 +849,26 @@ class LookupNode(_Node):
     on_not_found: NodeId | None = Field(
         default=None, description="no row, or HTTP 404 (default: next, with the variable empty)"
     )
+    verify: Verify | None = Field(
+        default=None,
+        description="check a PIN against a hash field of the record; a mismatch is not found",
+    )
+    on_mismatch: NodeId | None = Field(
+        default=None,
+        description="when verify fails (default: on_not_found); the variable stays empty",
+    )
 
     def targets(self) -> Refs:
         yield ("next",), self.next
         yield ("on_failure",), self.on_failure
         if self.on_not_found:
             yield ("on_not_found",), self.on_not_found
+        if self.on_mismatch:
+            yield ("on_mismatch",), self.on_mismatch
 
     def templates(self) -> Refs:
+        if self.verify:
+            yield ("verify", "secret"), self.verify.secret
         if self.sql:
             for name, value in self.sql.params.items():
                 yield ("sql", "params", name), value

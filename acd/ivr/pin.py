@@ -2,7 +2,8 @@
 
 SQL cannot check a scrypt hash, so an IVR flow that asks for account and PIN looks the
 account up (``SqlLookup`` returning the ``pin_hash`` column), then calls ``verify_pin``
-with the digits the caller typed. A 4-digit PIN has only 10,000 values: hashing keeps
+with the digits the caller typed (a lookup node's ``verify: {secret: "{pin}", against:
+pin_hash}`` in a flow). A 4-digit PIN has only 10,000 values: hashing keeps
 PINs out of plain sight (backups, screenshots, a careless ``SELECT *``), it cannot make
 them brute-force-proof; limiting attempts per call and account does that.
 

@@ -290,6 +290,20 @@ class _Checker:
                     f"param '{name}' is not used in the query (expected :{name} in it)",
                     key=True,
                 )
+        if node.verify is not None and not (node.on_mismatch or node.on_not_found):
+            self.report(
+                (*base, "verify"),
+                "a wrong PIN would go on to next like the right one: "
+                "add on_mismatch (or on_not_found)",
+                key=True,
+            )
+        if node.on_mismatch is not None and node.verify is None:
+            self.report(
+                (*base, "on_mismatch"),
+                "on_mismatch needs verify: what to check, like "
+                "{secret: '{pin}', against: pin_hash}",
+                key=True,
+            )
         if node.http is not None:
             url = node.http.url
             if not re.match(r"https?://", url):
