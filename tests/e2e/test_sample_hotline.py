@@ -146,15 +146,14 @@ def path(pg_url: str, uniqueid: str) -> list[Step]:
 async def routed(pg_url: str, call: SimulatedCall) -> tuple[str, str, str, str]:
     """(outcome, queue, priority, skills) the dialplan got for a call ending in a queue.
 
-    Outcome, queue and priority come from the ``AcdIvrOutcome`` event; the skills from
-    the queue step in ``ivr_steps``: ``UserEvent(...,Skills: ${ACD_SKILLS},...)`` cuts
-    ``en,loans`` at the comma (a new argument), so the event carries only the first one.
+    Everything comes from the ``AcdIvrOutcome`` event (the dialplan sends the skills
+    ``/``-separated: a comma would start a new UserEvent argument) and must agree with
+    the queue step the daemon stored in ``ivr_steps``.
     """
     event = await outcome(call)
     last = steps(pg_url, call.uniqueid)[-1]["detail"]
     assert (last["queue"], str(last["priority"])) == (event["Queue"], event["QueuePriority"])
-    # today the event holds the first skill only; a fixed dialplan would send them all
-    assert event["Skills"] in (last["skills"][0], ",".join(last["skills"]))
+    assert event["Skills"] == "/".join(last["skills"])
     return (event["Outcome"], event["Queue"], event["QueuePriority"], ",".join(last["skills"]))
 
 
