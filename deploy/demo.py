@@ -52,6 +52,21 @@ CALLERS = [
 ]
 
 
+# Callers of the sample flow (ivr_flows/hotline.yaml) through [acd-ivr]. Keys are timed
+# against the stock prompts: language menu, then "your number, followed by the pound key",
+# then the main menu. Whether the office is open depends on the time in Berlin.
+IVR_CALLERS = [
+    Caller("English, VIP account 1001, sales", "1ww1001#wwww1", "4930555201", "Gil", delay=2.0),
+    Caller(
+        "German, unknown account 9999, support", "2ww9999#wwww2", "4930555202", "Hal", delay=2.0
+    ),
+    Caller(
+        "English, no account keyed, sales", "1" + "w" * 17 + "1", "4930555203", "Ivy", delay=2.0
+    ),
+    Caller("hangs up in the language menu", "hangup", "4930555204", "Jo", delay=2.0),
+]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -73,27 +88,29 @@ def wait_for_log(path: Path, event: str, timeout: float, proc: subprocess.Popen[
     raise SystemExit(f"daemon did not log {event}; see {path}")
 
 
-async def place_calls(settings: AmiSettings) -> list[tuple[Caller, SimulatedCall]]:
+async def place_calls(
+    settings: AmiSettings, callers: list[Caller], context: str, hold: float
+) -> list[tuple[Caller, SimulatedCall]]:
     ami = AmiLink(settings)
     await ami.start()
     if not await ami.wait_up(10):
         raise SystemExit("cannot log in to the test bed's AMI")
-    sim = CallSimulator(ami)
+    sim = CallSimulator(ami, hotline_context=context)
     placed = []
     try:
-        for caller in CALLERS:
+        for caller in callers:
             call = await sim.place(
                 caller.script,
                 caller_number=caller.number,
                 caller_name=caller.name,
                 exten=caller.exten,
-                variables={"SIM_DELAY": caller.delay, "SIM_HOLD": 8},
+                variables={"SIM_DELAY": caller.delay, "SIM_HOLD": hold},
             )
             placed.append((caller, call))
             print(f"  calling: {caller.name:<5} {caller.story}")
             if caller.name not in ("Eve",):
                 await asyncio.sleep(0.7)
-        await asyncio.gather(*(call.wait_ended(60) for _, call in placed))
+        await asyncio.gather(*(call.wait_ended(90) for _, call in placed))
     finally:
         await ami.stop()
     return placed
@@ -139,6 +156,31 @@ def report(db_url: str, placed: list[tuple[Caller, SimulatedCall]]) -> None:
     )
 
 
+def report_ivr(db_url: str, placed: list[tuple[Caller, SimulatedCall]]) -> None:
+    engine = sa.create_engine(db_url)
+    time.sleep(1.0)  # the writers flush in batches
+    with engine.connect() as conn:
+        for caller, call in placed:
+            path = conn.execute(
+                sa.text("select node_id from ivr_steps where uniqueid = :u order by seq"),
+                {"u": call.uniqueid},
+            ).scalars()
+            row = conn.execute(
+                sa.text("select disposition, ivr_outcome from calls where uniqueid = :u"),
+                {"u": call.uniqueid},
+            ).first()
+            outcome = call.user_events("AcdIvrOutcome")
+            where = ""
+            if outcome and outcome[0].get("Queue"):
+                where = (
+                    f" queue={outcome[0].get('Queue')} priority={outcome[0].get('QueuePriority')}"
+                )
+            ended = f"{row[1] or '-'} ({row[0]})" if row else "(no calls row)"
+            print(f"\n{caller.name:<4} {caller.story}\n     path: {' > '.join(path)}")
+            print(f"     outcome: {ended}{where}")
+    engine.dispose()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
@@ -159,11 +201,13 @@ def main() -> int:
         "ACD_AGI__PORT": str(port),
         "ACD_AMI__SECRET": secret,
         "ACD_DATABASE__URL": args.database_url,
+        "ACD_IVR__FLOWS_DIR": str(REPO / "ivr_flows"),
     }
     print(f"starting the daemon (FastAGI on 127.0.0.1:{port}, log in {log_path})")
     with log_path.open("wb") as log_file:
         daemon = subprocess.Popen(
             [sys.executable, "-m", "acd", "run"],
+            cwd=REPO,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=log_file,
@@ -174,8 +218,11 @@ def main() -> int:
         testbed("cli", f"dialplan set global ACD_AGI_ADDR 127.0.0.1:{port}")
         print("placing calls into the hotline (greeting: hello-world, then 5 s for a key)")
         settings = AmiSettings(secret=secret)
-        placed = asyncio.run(place_calls(settings))
+        placed = asyncio.run(place_calls(settings, CALLERS, "acd-hotline", 8))
         report(args.database_url, placed)
+        print("\nplacing calls into the sample IVR flow ivr_flows/hotline.yaml ([acd-ivr])")
+        placed = asyncio.run(place_calls(settings, IVR_CALLERS, "acd-ivr", 20))
+        report_ivr(args.database_url, placed)
     finally:
         daemon.send_signal(signal.SIGTERM)
         code = daemon.wait(60)
