@@ -6,8 +6,7 @@ IVR let go of the call (the dialplan's ``AcdIvrOutcome`` UserEvent, ``calls``).
 
 The flows run from a copy of ``ivr_flows/`` whose ``office`` schedule is rewritten to be
 open around the clock or closed every day, so no test depends on the time of day. Calls
-of one test run side by side to keep the file short. The PIN/balance branch (key 3) is
-not covered here.
+of one test run side by side to keep the file short.
 
 Timing (prompt lengths from the GSM files, 1650 bytes/s). A caller's first key goes out
 ``SIM_DELAY`` + about 0.5 s after the call is placed; every key then takes 0.35 s
@@ -360,3 +359,44 @@ async def test_caller_hanging_up_in_the_main_menu(
     ]
     row = call_row(pg_url, call.uniqueid)
     assert (row["disposition"], row["ivr_outcome"]) == ("caller_hangup", "caller_hangup")
+
+
+async def test_balance_self_service_checks_the_pin(
+    start_daemon: Callable[..., DaemonProcess],
+    open_flows: Path,
+    ivr_callers: CallSimulator,
+    pg_url: str,
+) -> None:
+    """Key 3: account 1001 (keyed at identification) and its PIN hear the balance; a
+    wrong PIN hears "login incorrect" and is asked for the account again. The PIN is
+    never stored, neither typed nor hashed.
+
+    "agent-pass" (3.3 s) asks for the PIN: ``ww`` after the menu key lands in it.
+    """
+    run_hotline(start_daemon, open_flows)
+    right = await place(ivr_callers, "1wwww1001#ww3ww1234#", SIM_HOLD=8)
+    wrong = await place(ivr_callers, "1wwww1001#ww3ww9999#", SIM_HOLD=8)
+    await asyncio.gather(right.wait_ended(60), wrong.wait_ended(60))
+
+    right_path = path(pg_url, right.uniqueid)
+    wrong_path = path(pg_url, wrong.uniqueid)
+    assert ("main_menu", "choice", "3") in right_path
+    assert ("ask_pin", "collected", "****") in right_path
+    assert ("find_account", "found", "") in right_path
+    nodes = [node for node, _, _ in right_path]
+    assert nodes.index("find_account") < nodes.index("say_you_have")
+    assert "wrong_login" not in nodes
+
+    assert ("ask_pin", "collected", "****") in wrong_path
+    assert ("find_account", "pin_mismatch", "") in wrong_path
+    wrong_nodes = [node for node, _, _ in wrong_path]
+    assert wrong_nodes[wrong_nodes.index("find_account") + 1] == "wrong_login"
+    assert "say_you_have" not in wrong_nodes
+
+    stored = " ".join(
+        f"{s['digits']} {s['result']} {s['detail']}"
+        for uid in (right.uniqueid, wrong.uniqueid)
+        for s in steps(pg_url, uid)
+    )
+    assert "1234" not in stored and "9999" not in stored
+    assert "scrypt$" not in stored
