@@ -12,10 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import os
+import signal
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from acd.ami import AmiLink, Message
@@ -104,3 +110,73 @@ class CallSimulator:
         failed = kind == "OriginateResponse" and event.get("Response") != "Success"
         if kind == "Hangup" or failed:
             call.ended.set()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class DaemonProcess:
+    """``acd run`` in a process of its own, as ops run it, with its JSON log in a file."""
+
+    proc: subprocess.Popen[bytes]
+    agi_port: int
+    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def start(cls, log_path: Path, cwd: Path, **settings: str) -> DaemonProcess:
+        """Start the daemon with ``ACD_*`` settings on a free FastAGI port."""
+        port = free_port()
+        env = {**os.environ, "ACD_AGI__PORT": str(port), **settings}
+        env.pop("ACD_CONFIG", None)
+        with log_path.open("wb") as log_file:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "acd", "run"],
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+            )
+        return cls(proc=proc, agi_port=port, log_path=log_path, env=env)
+
+    def events(self, name: str | None = None) -> list[dict[str, Any]]:
+        """The daemon's log lines so far, optionally only those named ``name``."""
+        out = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if name is None or entry.get("event") == name:
+                out.append(entry)
+        return out
+
+    def wait_event(self, name: str, count: int = 1, timeout: float = 20.0) -> list[dict[str, Any]]:
+        """Wait until the log holds ``count`` events named ``name``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.events(name)
+            if len(found) >= count:
+                return found
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise AssertionError(
+            f"daemon log has no {count} x {name!r} (exit={self.proc.poll()}):\n{self.log_tail()}"
+        )
+
+    def terminate(self, timeout: float = 60.0) -> int:
+        """SIGTERM, as systemd stops it, then the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])

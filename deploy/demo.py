@@ -11,8 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,7 +22,7 @@ import sqlalchemy as sa
 from acd.ami import AmiLink
 from acd.config import AmiSettings
 from acd.log import configure_logging
-from acd.sim import CallSimulator, SimulatedCall
+from acd.sim import CallSimulator, DaemonProcess, SimulatedCall
 
 REPO = Path(__file__).resolve().parents[1]
 TESTBED = REPO / "deploy" / "testbed" / "asterisk-testbed"
@@ -67,25 +65,8 @@ IVR_CALLERS = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def testbed(*args: str) -> str:
     return subprocess.run([str(TESTBED), *args], check=True, capture_output=True, text=True).stdout
-
-
-def wait_for_log(path: Path, event: str, timeout: float, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and proc.poll() is None:
-        for line in path.read_text(errors="replace").splitlines():
-            if f'"event": "{event}"' in line:
-                return
-        time.sleep(0.1)
-    raise SystemExit(f"daemon did not log {event}; see {path}")
 
 
 async def place_calls(
@@ -192,30 +173,22 @@ def main() -> int:
     args = parser.parse_args()
     configure_logging("WARNING", "console")
     secret = os.environ.get("ACD_TESTBED_AMI_SECRET", "acd-testbed")
-    port = free_port()
     log_dir = REPO / "var" / "demo"
     log_dir.mkdir(parents=True, exist_ok=True)
-    log_path = log_dir / "acd.log"
-    env = {
-        **os.environ,
-        "ACD_AGI__PORT": str(port),
-        "ACD_AMI__SECRET": secret,
-        "ACD_DATABASE__URL": args.database_url,
-        "ACD_IVR__FLOWS_DIR": str(REPO / "ivr_flows"),
-    }
-    print(f"starting the daemon (FastAGI on 127.0.0.1:{port}, log in {log_path})")
-    with log_path.open("wb") as log_file:
-        daemon = subprocess.Popen(
-            [sys.executable, "-m", "acd", "run"],
-            cwd=REPO,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
+    daemon = DaemonProcess.start(
+        log_dir / "acd.log",
+        REPO,
+        ACD_AMI__SECRET=secret,
+        ACD_DATABASE__URL=args.database_url,
+        ACD_IVR__FLOWS_DIR=str(REPO / "ivr_flows"),
+    )
+    print(f"starting the daemon (FastAGI on 127.0.0.1:{daemon.agi_port}, log in {daemon.log_path})")
     try:
-        wait_for_log(log_path, "daemon_ready", 30, daemon)
-        testbed("cli", f"dialplan set global ACD_AGI_ADDR 127.0.0.1:{port}")
+        try:
+            daemon.wait_event("daemon_ready", timeout=30)
+        except AssertionError as exc:
+            raise SystemExit(str(exc)) from None
+        testbed("cli", f"dialplan set global ACD_AGI_ADDR 127.0.0.1:{daemon.agi_port}")
         print("placing calls into the hotline (greeting: hello-world, then 5 s for a key)")
         settings = AmiSettings(secret=secret)
         placed = asyncio.run(place_calls(settings, CALLERS, "acd-hotline", 8))
@@ -224,8 +197,7 @@ def main() -> int:
         placed = asyncio.run(place_calls(settings, IVR_CALLERS, "acd-ivr", 20))
         report_ivr(args.database_url, placed)
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        code = daemon.wait(60)
+        code = daemon.terminate()
         testbed("cli", "dialplan reload")
         print(f"\ndaemon stopped on SIGTERM with exit code {code}")
     return 0
