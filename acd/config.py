@@ -91,6 +91,33 @@ class IvrSettings(_Section):
     )
 
 
+def _default_reasons() -> dict[str, str]:
+    return {"1": "break", "2": "lunch", "3": "meeting", "4": "training", "5": "coaching"}
+
+
+class AcdSettings(_Section):
+    """ACD queues and agents: where they are configured and how agents are reached."""
+
+    queues_file: Path | None = Field(
+        default=None, description="YAML file of queues, agents and teams (none: no queues)"
+    )
+    reload_poll: float = Field(
+        default=2.0, gt=0, description="seconds between checks of the queues file for edits"
+    )
+    callback_dial: str = Field(
+        default="Local/{number}@acd-callback-out",
+        min_length=3,
+        description="dial string for callbacks; {number} is the customer's number",
+    )
+    connect_wait: float = Field(
+        default=10.0, gt=0, description="seconds an agent who answered waits for the caller"
+    )
+    reasons: dict[str, str] = Field(
+        default_factory=_default_reasons,
+        description="not-ready reason codes keyed after *44 on the phone",
+    )
+
+
 class DaemonSettings(_Section):
     """Process-wide behaviour."""
 
@@ -111,6 +138,7 @@ class Settings(BaseSettings):
     database: DatabaseSettings = DatabaseSettings()
     hotline: HotlineSettings = HotlineSettings()
     ivr: IvrSettings = IvrSettings()
+    acd: AcdSettings = AcdSettings()
     daemon: DaemonSettings = DaemonSettings()
 
     @classmethod

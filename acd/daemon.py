@@ -31,6 +31,10 @@ from acd.ivr.hotline import HotlineGreeting
 from acd.ivr.registry import FlowRegistry, FlowVersion
 from acd.ivr.route import FlowRoute, build_lookups, version_row
 from acd.log import get_logger, redact_url
+from acd.queues.config import CenterConfig, QueuesConfigError
+from acd.queues.reload import QueuesWatcher
+from acd.queues.routes import AgentCodes, QueueRoute
+from acd.queues.service import AcdService
 
 log = get_logger(__name__)
 
@@ -53,6 +57,8 @@ class Daemon:
         self.writer: CallRecordWriter | None = None
         self.ivr_writer: RowWriter | None = None
         self.flows: FlowRegistry | None = None
+        self.acd: AcdService | None = None
+        self.queues: QueuesWatcher | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     def request_stop(self) -> None:
@@ -83,11 +89,23 @@ class Daemon:
             asyncio.create_task(self.flows.watch(s.ivr.reload_poll), name="ivr-flows-watch")
         )
         self.ami = AmiLink(s.ami)
+        # The ACD registers for AMI events before the link starts, so none is missed.
+        self.acd = AcdService(
+            self.ami,
+            self.ivr_writer.submit,
+            self.writer.submit,
+            callback_dial=s.acd.callback_dial,
+            connect_wait=s.acd.connect_wait,
+        )
+        self.queues = self._queues_watcher()
+        await self.acd.start()
         await self.ami.start()
         handlers = call_routes(s)
         handlers["flow"] = FlowRoute(
-            self.flows, self.ivr_writer.submit, entry_flow=s.ivr.entry_flow
+            self.flows, self.ivr_writer.submit, entry_flow=s.ivr.entry_flow, acd=self.acd
         )
+        handlers["queue"] = QueueRoute(self.acd)
+        handlers["agent"] = AgentCodes(self.acd, s.acd.reasons)
         routes: dict[str, Callable[[AGISession], Awaitable[None]]] = {
             name: call_logged(name, handler, self.writer) for name, handler in handlers.items()
         }
@@ -136,16 +154,45 @@ class Daemon:
         )
 
     def reload_flows(self) -> None:
-        """Reload the IVR flows now (SIGHUP)."""
+        """Reload the IVR flows and the queues now (SIGHUP)."""
         log.info("ivr_flows_reload_requested")
         if self.flows is not None:
             self.flows.request_reload()
+        self.reload_queues()
+
+    def reload_queues(self) -> None:
+        """Re-read the queues file now; a broken edit leaves the live one in place."""
+        if self.queues is not None:
+            self.queues.request_reload()
+
+    def _queues_watcher(self) -> QueuesWatcher | None:
+        """Load the queues file and watch it. A broken file at start is logged problem by
+        problem and the daemon serves without queues (the IVR keeps working) until an
+        edit fixes it."""
+        acd = self.settings.acd
+        if acd.queues_file is None or self.acd is None:
+            return None
+        watcher = QueuesWatcher(acd.queues_file, on_change=self._configure_acd)
+        try:
+            self._configure_acd(watcher.load())
+        except QueuesConfigError as exc:
+            for problem in exc.problems:
+                log.error("acd_queues_problem", problem=str(problem))
+            log.error("acd_queues_not_loaded", file=str(acd.queues_file))
+        self._tasks.append(asyncio.create_task(watcher.watch(acd.reload_poll), name="acd-queues"))
+        return watcher
+
+    def _configure_acd(self, center: CenterConfig) -> None:
+        if self.acd is not None:
+            self.acd.configure(center.queues.values(), center.agents.values())
 
     async def _shutdown(self) -> None:
         grace = self.settings.daemon.shutdown_grace
         if self.agi is not None:
             log.info("agi_draining", calls=self.agi.active_sessions, grace=grace)
             await self.agi.stop(grace)
+        if self.acd is not None:
+            await self.acd.stop()
         if self.ami is not None:
             await self.ami.stop()
         if self.writer is not None:

@@ -41,6 +41,10 @@ class InboundCall:
     linkedid: str | None = None
     #: How a YAML flow let go of the call, for ``calls.ivr_outcome`` (None: no flow ran).
     ivr_outcome: str | None = None
+    #: The ACD queue, the agent who answered and how the wait ended, when it queued.
+    queue: str | None = None
+    agent_id: str | None = None
+    queue_outcome: str | None = None
 
     async def answer(self) -> None:
         """Answer the channel (once) and remember when, for the answer time in the record."""
@@ -66,6 +70,9 @@ class InboundCall:
             disposition=disposition,
             hangup_cause=cause,
             ivr_outcome=self.ivr_outcome,
+            queue=self.queue,
+            agent_id=self.agent_id,
+            queue_outcome=self.queue_outcome,
         )
 
 

@@ -14,6 +14,7 @@ import asyncio
 import itertools
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -28,6 +29,8 @@ from acd.ami import AmiLink, Message
 
 CALLER_CONTEXT = "acd-sim-caller"
 HOTLINE_CONTEXT = "acd-hotline"
+QUEUE_CONTEXT = "acd-queue"
+AGENT_CODES_CONTEXT = "acd-agent-features"
 _EVENTS = ("Hangup", "UserEvent", "OriginateResponse", "AGIExecStart")
 
 
@@ -77,9 +80,11 @@ class CallSimulator:
         caller_number: str = "5550100",
         caller_name: str = "Sim Caller",
         exten: str = "s",
+        context: str | None = None,
         variables: Mapping[str, str | float] | None = None,
     ) -> SimulatedCall:
-        """Originate a caller running ``script``: keys (``1w2``), ``hangup`` or ``silent``."""
+        """Originate a caller running ``script``: keys (``1w2``), ``hangup`` or ``silent``,
+        into the hotline (or ``context``: ``acd-queue``, ``acd-agent-features`` ...)."""
         n = next(self._ids)
         uniqueid = f"{self._prefix}-{n}"
         call = SimulatedCall(uniqueid=uniqueid, script=script, caller_number=caller_number)
@@ -87,7 +92,7 @@ class CallSimulator:
         fields: dict[str, Any] = {
             "Action": "Originate",
             "Channel": f"Local/{script}@{CALLER_CONTEXT}",
-            "Context": self._hotline,
+            "Context": context or self._hotline,
             "Exten": exten,
             "Priority": "1",
             "CallerID": f'"{caller_name}" <{caller_number}>',
@@ -101,6 +106,20 @@ class CallSimulator:
         await self._ami.action(fields)
         return call
 
+    async def agent_code(self, code: str, device: str, timeout: float = 15.0) -> SimulatedCall:  # noqa: ASYNC109
+        """An agent's phone (``device``) dials a feature code (``*411001``, ``*43`` ...);
+        returns once the daemon has answered it and the call has ended."""
+        call = await self.place(
+            "silent",
+            caller_number="agent",
+            caller_name="Agent phone",
+            exten=code,
+            context=AGENT_CODES_CONTEXT,
+            variables={"ACD_DEVICE": device, "SIM_HOLD": 20},
+        )
+        await call.wait_ended(timeout)
+        return call
+
     def _on_event(self, event: Message) -> None:
         call = self._calls.get(str(event.get("Uniqueid", "")))
         if call is None:
@@ -110,6 +129,12 @@ class CallSimulator:
         failed = kind == "OriginateResponse" and event.get("Response") != "Success"
         if kind == "Hangup" or failed:
             call.ended.set()
+
+
+def with_testbed_phones(text: str, ring: int = 1, talk: int = 6) -> str:
+    """A queues file with each agent's ``PJSIP/<id>`` phone replaced by a test-bed phone
+    that rings ``ring`` s, answers and talks ``talk`` s (``[acd-sim-agent]``)."""
+    return re.sub(r"device: PJSIP/(\w+)", rf"device: Local/r{ring}t{talk}-\1@acd-sim-agent", text)
 
 
 def free_port() -> int:

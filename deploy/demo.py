@@ -1,9 +1,16 @@
 """Demo: real calls through the daemon on the Asterisk 22 test bed.
 
 Run by ``./dev demo`` (which brings the test bed and PostgreSQL up first). Starts
-``acd run`` as its own process, places simulated callers into the hotline through AMI,
-and prints what happened to each: what Asterisk reported and the ``calls`` row the
-daemon wrote. Then stops the daemon with SIGTERM, as systemd would.
+``acd run`` as its own process, places simulated callers through AMI, and prints what
+happened to each, read back from what the daemon wrote to PostgreSQL:
+
+1. callers through the built-in greeting (``[acd-hotline]``);
+2. the ACD: agents of the sample ``deploy/acd_queues.yaml`` log in from their (simulated)
+   phones, callers wait in its queues and are connected agent first;
+3. callers through the sample YAML flow ``ivr_flows/hotline.yaml`` (``[acd-ivr]``),
+   which hands them to the same queues when the office is open.
+
+Then stops the daemon with SIGTERM, as systemd would.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import subprocess
 import sys
 import time
@@ -22,7 +30,7 @@ import sqlalchemy as sa
 from acd.ami import AmiLink
 from acd.config import AmiSettings
 from acd.log import configure_logging
-from acd.sim import CallSimulator, DaemonProcess, SimulatedCall
+from acd.sim import QUEUE_CONTEXT, CallSimulator, DaemonProcess, SimulatedCall, with_testbed_phones
 
 REPO = Path(__file__).resolve().parents[1]
 TESTBED = REPO / "deploy" / "testbed" / "asterisk-testbed"
@@ -63,6 +71,125 @@ IVR_CALLERS = [
     ),
     Caller("hangs up in the language menu", "hangup", "4930555204", "Jo", delay=2.0),
 ]
+
+
+# The ACD part: agents of deploy/acd_queues.yaml on simulated phones (ring 1 s, talk 6 s),
+# and callers sent straight to [acd-queue] with the skills and priority an IVR would set.
+ACD_AGENTS = ["1001", "1002", "1004"]
+ACD_CALLERS = [
+    (Caller("German, loans", "silent", "4930555301", "Kim"), "sales", "de,loans", 3),
+    (Caller("English, loans", "silent", "4930555302", "Lea"), "sales", "en,loans", 3),
+    (Caller("German, online banking", "silent", "4930555303", "Max"), "support", "de", 1),
+    (
+        Caller("English, loans, VIP: jumps the queue", "silent", "4930555304", "Ned"),
+        "sales",
+        "en,loans",
+        9,
+    ),
+    (
+        Caller("German, presses 1: call me back", "1", "4930555305", "Ola", delay=3.0),
+        "sales",
+        "de",
+        3,
+    ),
+    (
+        Caller("German, gives up after 4 s", "hangup", "4930555306", "Pia", delay=4.0),
+        "sales",
+        "de",
+        3,
+    ),
+]
+
+
+def demo_queues(path: Path) -> Path:
+    """The sample queues file with each agent's phone on the test bed (a Local channel
+    that answers after 1 s and talks 6 s) and wrap-up shortened to 2 s for the demo."""
+    text = with_testbed_phones((REPO / "deploy" / "acd_queues.yaml").read_text(encoding="utf-8"))
+    text = re.sub(r"wrap_up: \d+s", "wrap_up: 2s", text)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+async def run_acd(settings: AmiSettings) -> list[tuple[Caller, SimulatedCall]]:
+    ami = AmiLink(settings)
+    await ami.start()
+    if not await ami.wait_up(10):
+        raise SystemExit("cannot log in to the test bed's AMI")
+    sim = CallSimulator(ami)
+    placed = []
+    try:
+        for agent in ACD_AGENTS:
+            device = f"Local/r1t6-{agent}@acd-sim-agent"
+            await sim.agent_code(f"*41{agent}", device)
+            print(f"  agent {agent} dialled *41{agent} on {device}: logged in, ready")
+        for caller, queue, skills, priority in ACD_CALLERS:
+            call = await sim.place(
+                caller.script,
+                caller_number=caller.number,
+                caller_name=caller.name,
+                context=QUEUE_CONTEXT,
+                variables={
+                    "ACD_QUEUE": queue,
+                    "ACD_SKILLS": skills,
+                    "ACD_PRIORITY": priority,
+                    "SIM_DELAY": caller.delay,
+                    "SIM_HOLD": 40,
+                },
+            )
+            placed.append((caller, call))
+            print(f"  calling: {caller.name:<4} {queue:<8} {caller.story}")
+            await asyncio.sleep(0.5)
+        await asyncio.gather(*(call.wait_ended(90) for _, call in placed))
+        await asyncio.sleep(12)  # the callback: agent first, then the customer
+    finally:
+        await ami.stop()
+    return placed
+
+
+def report_acd(db_url: str, placed: list[tuple[Caller, SimulatedCall]]) -> None:
+    engine = sa.create_engine(db_url)
+    time.sleep(1.0)  # the writers flush in batches
+    header = f"{'caller':<6} {'queue':<8} {'waited':>6}  {'agent':<6} {'talk':>5}  outcome"
+    print("\n" + header + "\n" + "-" * len(header))
+    with engine.connect() as conn:
+        for caller, call in placed:
+            events = conn.execute(
+                sa.text(
+                    "select kind, agent_id, wait_s, talk_s, hung_up_by, position from queue_events"
+                    " where interaction_id = :i order by at, id"
+                ),
+                {"i": call.uniqueid},
+            ).all()
+            by_kind = {e.kind: e for e in events}
+            end = by_kind.get("complete") or by_kind.get("abandon")
+            answer = by_kind.get("answer")
+            waited = f"{answer.wait_s:5.1f}s" if answer else f"{end.wait_s:5.1f}s" if end else "-"
+            talk = f"{end.talk_s:4.1f}s" if end is not None and end.talk_s else "-"
+            if "callback_requested" in by_kind:
+                outcome = "callback requested, then called back" + (
+                    " and connected" if answer else ""
+                )
+            elif answer:
+                outcome = f"connected ({end.hung_up_by} hung up)" if end else "connected"
+            elif "abandon" in by_kind:
+                outcome = f"abandoned at position {by_kind['abandon'].position}"
+            else:
+                outcome = "still waiting"
+            agent = answer.agent_id if answer else "-"
+            queue = next((q for c, q, *_ in ACD_CALLERS if c is caller), "")
+            print(f"{caller.name:<6} {queue:<8} {waited:>6}  {agent:<6} {talk:>5}  {outcome}")
+        states = conn.execute(
+            sa.text(
+                "select agent_id, state, coalesce(reason, '') from agent_events"
+                " where agent_id = any(:a) order by at, id"
+            ),
+            {"a": ACD_AGENTS},
+        ).all()
+    engine.dispose()
+    print("\nagent state changes (agent_events):")
+    for agent in ACD_AGENTS:
+        path = " > ".join(f"{s}{f' ({r})' if r else ''}" for a, s, r in states if a == agent)
+        print(f"  {agent}: {path}")
 
 
 def testbed(*args: str) -> str:
@@ -147,15 +274,15 @@ def report_ivr(db_url: str, placed: list[tuple[Caller, SimulatedCall]]) -> None:
                 {"u": call.uniqueid},
             ).scalars()
             row = conn.execute(
-                sa.text("select disposition, ivr_outcome from calls where uniqueid = :u"),
+                sa.text(
+                    "select disposition, ivr_outcome, queue, agent_id, queue_outcome from calls"
+                    " where uniqueid = :u"
+                ),
                 {"u": call.uniqueid},
             ).first()
-            outcome = call.user_events("AcdIvrOutcome")
             where = ""
-            if outcome and outcome[0].get("Queue"):
-                where = (
-                    f" queue={outcome[0].get('Queue')} priority={outcome[0].get('QueuePriority')}"
-                )
+            if row and row[2]:
+                where = f" queue={row[2]} -> {row[4]}" + (f" agent={row[3]}" if row[3] else "")
             ended = f"{row[1] or '-'} ({row[0]})" if row else "(no calls row)"
             print(f"\n{caller.name:<4} {caller.story}\n     path: {' > '.join(path)}")
             print(f"     outcome: {ended}{where}")
@@ -181,6 +308,7 @@ def main() -> int:
         ACD_AMI__SECRET=secret,
         ACD_DATABASE__URL=args.database_url,
         ACD_IVR__FLOWS_DIR=str(REPO / "ivr_flows"),
+        ACD_ACD__QUEUES_FILE=str(demo_queues(log_dir / "acd_queues.yaml")),
     )
     print(f"starting the daemon (FastAGI on 127.0.0.1:{daemon.agi_port}, log in {daemon.log_path})")
     try:
@@ -193,6 +321,9 @@ def main() -> int:
         settings = AmiSettings(secret=secret)
         placed = asyncio.run(place_calls(settings, CALLERS, "acd-hotline", 8))
         report(args.database_url, placed)
+        print("\nthe ACD: agents of deploy/acd_queues.yaml log in, callers wait in its queues")
+        placed = asyncio.run(run_acd(settings))
+        report_acd(args.database_url, placed)
         print("\nplacing calls into the sample IVR flow ivr_flows/hotline.yaml ([acd-ivr])")
         placed = asyncio.run(place_calls(settings, IVR_CALLERS, "acd-ivr", 20))
         report_ivr(args.database_url, placed)

@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.postgres",
     "tests.fixtures.testbed",
     "tests.fixtures.daemon",
+    "tests.fixtures.acd",
 ]

@@ -40,6 +40,9 @@ _TEXT_FIELDS = (
     "route",
     "hangup_cause",
     "ivr_outcome",
+    "queue",
+    "agent_id",
+    "queue_outcome",
 )
 _TIME_FIELDS = ("started_at", "answered_at", "ended_at")
 
@@ -66,6 +69,11 @@ class CallRecord:
     hangup_cause: str | None = None
     #: How a YAML IVR flow let go of the call (``queue``, ``transfer``, ``caller_hangup``...).
     ivr_outcome: str | None = None
+    #: The ACD queue the caller waited in last, the agent who answered, and how the wait
+    #: ended (``connected``, ``abandoned``, ``timeout``, ``callback``).
+    queue: str | None = None
+    agent_id: str | None = None
+    queue_outcome: str | None = None
 
     @property
     def is_final(self) -> bool:

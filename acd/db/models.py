@@ -12,7 +12,9 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     DateTime,
+    Double,
     Identity,
+    Index,
     Integer,
     MetaData,
     Table,
@@ -62,6 +64,11 @@ class Call(Base):
     disposition: Mapped[str | None] = mapped_column(Text)
     hangup_cause: Mapped[str | None] = mapped_column(Text)
     ivr_outcome: Mapped[str | None] = mapped_column(Text)
+    #: The ACD queue the caller waited in last, the agent who took the call, and how the
+    #: wait ended (connected, abandoned, timeout, callback).
+    queue: Mapped[str | None] = mapped_column(Text)
+    agent_id: Mapped[str | None] = mapped_column(Text)
+    queue_outcome: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
@@ -116,6 +123,83 @@ class IvrStep(Base):
     __table_args__ = (UniqueConstraint("uniqueid", "seq"),)
 
 
+QUEUE_EVENT_KINDS = (
+    "enqueue",
+    "announce",
+    "offer",
+    "ring_no_answer",
+    "answer",
+    "abandon",
+    "timeout",
+    "overflow",
+    "callback_requested",
+    "callback_placed",
+    "callback_failed",
+    "complete",
+)
+AGENT_STATES = ("logged_out", "not_ready", "ready", "wrap_up")
+HUNG_UP_BY = ("caller", "agent", "system")
+
+
+def _one_of(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class QueueEvent(Base):
+    """One thing that happened to an interaction in the ACD, for reports and audits.
+
+    ``event_id`` is made when the event happens, so a batch written twice (a lost commit
+    reply) still leaves one row. ``wait_s`` is seconds since the interaction arrived in
+    its first queue; ``talk_s`` and ``hung_up_by`` are set on ``complete``.
+    """
+
+    __tablename__ = "queue_events"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    event_id: Mapped[str] = mapped_column(Text, unique=True)
+    interaction_id: Mapped[str] = mapped_column(Text, index=True)
+    uniqueid: Mapped[str | None] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    queue: Mapped[str] = mapped_column(Text)
+    media: Mapped[str] = mapped_column(Text)
+    agent_id: Mapped[str | None] = mapped_column(Text)
+    position: Mapped[int | None] = mapped_column(Integer)
+    wait_s: Mapped[float | None] = mapped_column(Double)
+    talk_s: Mapped[float | None] = mapped_column(Double)
+    hung_up_by: Mapped[str | None] = mapped_column(Text)
+    priority: Mapped[int | None] = mapped_column(Integer)
+    detail: Mapped[dict[str, object]] = mapped_column(JSONB)
+
+    __table_args__ = (
+        CheckConstraint(_one_of("kind", QUEUE_EVENT_KINDS), name="kind"),
+        CheckConstraint(_one_of("hung_up_by", HUNG_UP_BY), name="hung_up_by"),
+        Index("ix_queue_events_queue_at", "queue", "at"),
+        Index("ix_queue_events_agent_id_at", "agent_id", "at"),
+    )
+
+
+class AgentEvent(Base):
+    """An agent's state change (login, ready, not ready with a reason, wrap-up, logout)."""
+
+    __tablename__ = "agent_events"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    event_id: Mapped[str] = mapped_column(Text, unique=True)
+    agent_id: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    state: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str | None] = mapped_column(Text)
+    device: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        CheckConstraint(_one_of("state", AGENT_STATES), name="state"),
+        Index("ix_agent_events_agent_id_at", "agent_id", "at"),
+    )
+
+
 calls: Table = Base.metadata.tables["calls"]
+queue_events: Table = Base.metadata.tables["queue_events"]
+agent_events: Table = Base.metadata.tables["agent_events"]
 flow_versions: Table = Base.metadata.tables["flow_versions"]
 ivr_steps: Table = Base.metadata.tables["ivr_steps"]

@@ -20,6 +20,7 @@ from typing import Any
 import aiohttp
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from acd.core.routing import parse_skills
 from acd.db.models import flow_versions, ivr_steps
 from acd.db.writer import Row
 from acd.inbound import InboundCall
@@ -30,6 +31,8 @@ from acd.ivr.lookup import HttpLookup, Lookup, SqlLookup
 from acd.ivr.model import LookupNode
 from acd.ivr.registry import FlowRegistry, FlowVersion
 from acd.log import get_logger
+from acd.queues.service import AcdService, QueueRequest
+from acd.queues.waiting import wait_for_agent
 
 __all__ = ["FlowRoute", "build_lookups", "outcome_variables", "step_row", "version_row"]
 
@@ -140,10 +143,18 @@ def build_lookups(
 class FlowRoute:
     """The ``flow`` route's handler (wrapped by ``call_logged`` like every route)."""
 
-    def __init__(self, registry: FlowRegistry, sink: RowSink, *, entry_flow: str) -> None:
+    def __init__(
+        self,
+        registry: FlowRegistry,
+        sink: RowSink,
+        *,
+        entry_flow: str,
+        acd: AcdService | None = None,
+    ) -> None:
         self.registry = registry
         self.sink = sink
         self.entry_flow = entry_flow
+        self.acd = acd
 
     async def __call__(self, call: InboundCall) -> None:
         active = self.registry.current  # this call keeps this version to its end
@@ -163,20 +174,61 @@ class FlowRoute:
         )
         await call.answer()
         outcome = await interpreter.run(name)
-        call.ivr_outcome = outcome.kind
-        log.info(
-            "ivr_outcome",
-            flow=name,
-            outcome=outcome.kind,
-            node=outcome.node_id,
-            generation=active.generation,
-            steps=len(interpreter.steps),
-            reason=outcome.reason or None,
-        )
-        if outcome.kind == "caller_hangup" or call.agi.hung_up:
-            return
+        while True:
+            call.ivr_outcome = outcome.kind
+            log.info(
+                "ivr_outcome",
+                flow=name,
+                outcome=outcome.kind,
+                node=outcome.node_id,
+                generation=active.generation,
+                steps=len(interpreter.steps),
+                reason=outcome.reason or None,
+            )
+            if outcome.kind == "caller_hangup" or call.agi.hung_up:
+                return
+            self._leave_callback(call, outcome)
+            request = self._queue_request(outcome)
+            if request is None:
+                break
+            # The caller waits for an agent in this same session, so the call keeps one
+            # record from the first prompt to the agent.
+            result = await wait_for_agent(self.acd, call, request)  # type: ignore[arg-type]
+            if result.outcome != "timeout" or not outcome.on_timeout:
+                return
+            outcome = await interpreter.run(outcome.flow, node=outcome.on_timeout)
         for variable, value in outcome_variables(outcome).items():
             await call.agi.set_variable(variable, value)
+
+    def _leave_callback(self, call: InboundCall, outcome: Outcome) -> None:
+        """A callback the caller confirmed in the flow goes into its queue in the ACD."""
+        if outcome.kind != "callback" or self.acd is None or not outcome.callback_number:
+            return
+        try:
+            self.acd.leave_callback(
+                outcome.callback_queue,
+                outcome.callback_number,
+                uniqueid=call.agi.env.uniqueid,
+                name=_known(call.agi.env.calleridname),
+            )
+        except KeyError:
+            log.warning("acd_queue_not_configured", queue=outcome.callback_queue)
+            return
+        call.queue, call.queue_outcome = outcome.callback_queue, "callback"
+
+    def _queue_request(self, outcome: Outcome) -> QueueRequest | None:
+        """The ACD wait for a queue outcome, when the daemon has that queue."""
+        if outcome.kind != "queue" or self.acd is None:
+            return None
+        if not self.acd.has_queue(outcome.queue):
+            log.warning("acd_queue_not_configured", queue=outcome.queue)
+            return None
+        try:
+            skills = parse_skills(outcome.skills)
+        except ValueError as exc:
+            log.warning("acd_flow_skills_invalid", queue=outcome.queue, error=str(exc))
+            return None
+        return QueueRequest(outcome.queue, skills, outcome.priority, outcome.max_wait)
 
 
 def _call_variables(call: InboundCall) -> dict[str, str]:

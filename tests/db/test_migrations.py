@@ -63,13 +63,15 @@ def test_plain_postgresql_url_upgrades_an_empty_database(empty_pg_url: str) -> N
     plain = empty_pg_url.replace("postgresql+psycopg://", "postgresql://")
     assert current(plain) is None
     upgrade(plain)
-    assert current(plain) == head_revision() == "0003"
+    assert current(plain) == head_revision() == "0004"
     assert tables(plain) == {
+        "agent_events",
         "alembic_version",
         "calls",
         "demo_customers",
         "flow_versions",
         "ivr_steps",
+        "queue_events",
     }
 
 
