@@ -75,7 +75,7 @@ IVR_CALLERS = [
 
 # The ACD part: agents of deploy/acd_queues.yaml on simulated phones (ring 1 s, talk 6 s),
 # and callers sent straight to [acd-queue] with the skills and priority an IVR would set.
-ACD_AGENTS = ["1001", "1002", "1004"]
+ACD_AGENTS = ["1001", "1004"]  # Anna (sales, German and English), Mehmet (support)
 ACD_CALLERS = [
     (Caller("German, loans", "silent", "4930555301", "Kim"), "sales", "de,loans", 3),
     (Caller("English, loans", "silent", "4930555302", "Lea"), "sales", "en,loans", 3),
@@ -140,15 +140,36 @@ async def run_acd(settings: AmiSettings) -> list[tuple[Caller, SimulatedCall]]:
             print(f"  calling: {caller.name:<4} {queue:<8} {caller.story}")
             await asyncio.sleep(0.5)
         await asyncio.gather(*(call.wait_ended(90) for _, call in placed))
-        await asyncio.sleep(12)  # the callback: agent first, then the customer
     finally:
         await ami.stop()
     return placed
 
 
-def report_acd(db_url: str, placed: list[tuple[Caller, SimulatedCall]]) -> None:
+def wait_served(db_url: str, placed: list[tuple[Caller, SimulatedCall]], within: float) -> None:
+    """Until every caller was served or gave up (a callback is served after the caller
+    hung up: the agent's phone rings first, then the customer's)."""
     engine = sa.create_engine(db_url)
-    time.sleep(1.0)  # the writers flush in batches
+    ids = [call.uniqueid for _, call in placed]
+    deadline = time.monotonic() + within
+    with engine.connect() as conn:
+        while time.monotonic() < deadline:
+            done = conn.execute(
+                sa.text(
+                    "select count(distinct interaction_id) from queue_events"
+                    " where interaction_id = any(:ids) and kind in ('complete', 'abandon')"
+                ),
+                {"ids": ids},
+            ).scalar_one()
+            if done == len(ids):
+                break
+            conn.rollback()
+            time.sleep(0.5)
+    engine.dispose()
+
+
+def report_acd(db_url: str, placed: list[tuple[Caller, SimulatedCall]], since: float) -> None:
+    wait_served(db_url, placed, 90)
+    engine = sa.create_engine(db_url)
     header = f"{'caller':<6} {'queue':<8} {'waited':>6}  {'agent':<6} {'talk':>5}  outcome"
     print("\n" + header + "\n" + "-" * len(header))
     with engine.connect() as conn:
@@ -181,9 +202,9 @@ def report_acd(db_url: str, placed: list[tuple[Caller, SimulatedCall]]) -> None:
         states = conn.execute(
             sa.text(
                 "select agent_id, state, coalesce(reason, '') from agent_events"
-                " where agent_id = any(:a) order by at, id"
+                " where agent_id = any(:a) and at >= to_timestamp(:since) order by at, id"
             ),
-            {"a": ACD_AGENTS},
+            {"a": ACD_AGENTS, "since": since},
         ).all()
     engine.dispose()
     print("\nagent state changes (agent_events):")
@@ -322,8 +343,9 @@ def main() -> int:
         placed = asyncio.run(place_calls(settings, CALLERS, "acd-hotline", 8))
         report(args.database_url, placed)
         print("\nthe ACD: agents of deploy/acd_queues.yaml log in, callers wait in its queues")
+        since = time.time()
         placed = asyncio.run(run_acd(settings))
-        report_acd(args.database_url, placed)
+        report_acd(args.database_url, placed, since)
         print("\nplacing calls into the sample IVR flow ivr_flows/hotline.yaml ([acd-ivr])")
         placed = asyncio.run(place_calls(settings, IVR_CALLERS, "acd-ivr", 20))
         report_ivr(args.database_url, placed)

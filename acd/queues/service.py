@@ -200,6 +200,19 @@ class AcdService:
         self._timer = asyncio.create_task(self._run_timer(), name="acd-timer")
 
     async def stop(self) -> None:
+        """Log every agent out (their session lives in this process) and stop the timers;
+        call before the row writer stops, so the logouts are written."""
+        for view in self.engine.agents():
+            if view.state is not AgentState.LOGGED_OUT:
+                self._rows(
+                    agent_event(
+                        view.id,
+                        AgentState.LOGGED_OUT.value,
+                        at=self._wall(),
+                        reason="daemon_stopped",
+                        device=self._devices.get(view.id),
+                    )
+                )
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

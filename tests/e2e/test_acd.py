@@ -158,6 +158,7 @@ async def test_wrap_up_time_is_respected(start_acd: Callable[..., Acd]) -> None:
     acd = start_acd(one_queue({"3601": "{en: 5}"}, wrap_up="4s"))
     await acd.login("3601", phone("3601", talk=1))
     first = await acd.caller("general", number="5553601")
+    await acd.wait_event("answer", first.uniqueid)
     second = await acd.caller("general", number="5553602")
     done = await acd.wait_event("complete", first.uniqueid)
     answer = await acd.wait_event("answer", second.uniqueid, within=20)
@@ -167,6 +168,12 @@ async def test_wrap_up_time_is_respected(start_acd: Callable[..., Acd]) -> None:
     states = [e["state"] for e in acd.agent_events("3601")]
     assert "wrap_up" in states
     assert states[states.index("wrap_up") + 1] == "ready"
+
+    # Stopping the daemon ends the agent's session, and the records say so.
+    await acd.wait_event("complete", second.uniqueid)
+    assert acd.daemon.terminate() == 0
+    last = acd.agent_events("3601")[-1]
+    assert (last["state"], last["reason"]) == ("logged_out", "daemon_stopped")
 
 
 async def test_callback_keeps_the_place_and_is_placed_agent_first(
