@@ -312,3 +312,67 @@ async def test_queues_file_edit_changes_routing_without_restart(
     answer = await acd.wait_event("answer", caller.uniqueid, within=15)
     assert answer["agent_id"] == "4101"
     assert acd.daemon.proc.poll() is None
+
+
+async def test_announcements_give_position_then_wait_from_handle_times(
+    start_acd: Callable[..., Acd],
+) -> None:
+    acd = start_acd(one_queue({"4201": "{en: 5}"}, announce="{every: 3s}"))
+    desk = phone("4201", talk=3)
+    await acd.login("4201", desk)
+    await acd.code("*441", desk)  # on a break: the first caller has to wait
+
+    early = await acd.caller("general", number="5554201")
+    first = await acd.wait_event("announce", early.uniqueid)
+    assert first["position"] == 1
+    assert "expected_wait_s" not in first["detail"]  # no call handled yet: no guess
+    await acd.code("*43", desk)
+    handled = await acd.wait_event("complete", early.uniqueid, within=20)
+
+    busy = await acd.caller("general", number="5554202")
+    await acd.wait_event("answer", busy.uniqueid)
+    waiting = await acd.caller("general", number="5554203")
+    told = await acd.wait_event("announce", waiting.uniqueid)
+    # One staffed agent, one caller ahead of nobody: the wait is one recent handle time.
+    assert told["position"] == 1
+    assert told["detail"]["expected_wait_s"] == pytest.approx(handled["talk_s"], abs=0.2)
+    await acd.wait_event("answer", waiting.uniqueid, within=20)
+
+
+async def test_overflow_to_another_queue_and_timeout_at_max_wait(
+    start_acd: Callable[..., Acd],
+) -> None:
+    queues = """\
+queues:
+  front:
+    overflow: {after: 3s, to: backup}
+    announce: false
+  backup:
+    ring_timeout: 5s
+    announce: false
+  night:
+    max_wait: 3s
+    announce: false
+agents:
+  "4301":
+    skills: {en: 5}
+    queues: [backup]
+"""
+    acd = start_acd(queues)
+    await acd.login("4301", phone("4301", talk=2))
+
+    moved = await acd.caller("front", number="5554301")
+    overflow = await acd.wait_event("overflow", moved.uniqueid)
+    assert overflow["detail"]["to_queue"] == "backup"
+    assert 2.8 <= overflow["wait_s"] <= 4.5
+    answer = await acd.wait_event("answer", moved.uniqueid)
+    assert (answer["queue"], answer["agent_id"]) == ("backup", "4301")
+
+    late = await acd.caller("night", number="5554302")
+    timeout = await acd.wait_event("timeout", late.uniqueid)
+    assert 2.8 <= timeout["wait_s"] <= 4.5
+    await late.wait_ended(15)  # the dialplan thanks the caller and hangs up
+    said = late.user_events("AcdIvrOutcome")
+    assert said and said[0].get("Outcome") == "queue_timeout"
+    row = await acd.wait_for(lambda: acd.call(late.uniqueid), 5, "no calls row")
+    assert row["queue_outcome"] == "timeout"
