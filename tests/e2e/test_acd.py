@@ -376,3 +376,29 @@ agents:
     assert said and said[0].get("Outcome") == "queue_timeout"
     row = await acd.wait_for(lambda: acd.call(late.uniqueid), 5, "no calls row")
     assert row["queue_outcome"] == "timeout"
+
+
+async def test_agent_in_two_queues_takes_the_longest_waiting_call_across_them(
+    start_acd: Callable[..., Acd],
+) -> None:
+    queues = """\
+queues:
+  sales: {announce: false}
+  support: {announce: false}
+agents:
+  "4401": {skills: {en: 5}, queues: [sales, support]}
+"""
+    acd = start_acd(queues)
+    await acd.login("4401", phone("4401", talk=3))
+    busy = await acd.caller("sales", number="5554400")
+    await acd.wait_event("answer", busy.uniqueid)
+
+    support = await acd.caller("support", number="5554401")  # waits longest
+    await acd.wait_event("enqueue", support.uniqueid)
+    sales = await acd.caller("sales", number="5554402")
+    await acd.wait_event("enqueue", sales.uniqueid)
+
+    first = await acd.wait_event("answer", support.uniqueid, within=20)
+    second = await acd.wait_event("answer", sales.uniqueid, within=20)
+    assert first["at"] < second["at"]
+    assert (first["queue"], second["queue"]) == ("support", "sales")
