@@ -460,19 +460,18 @@ class AcdService:
                     self._timed_out(decision)
 
     def _overflowed(self, d: Overflow) -> None:
-        waiter = self._waiters.get(d.interaction_id)
-        callback = self._callbacks.get(d.interaction_id)
-        interaction = waiter.interaction if waiter else callback.interaction if callback else None
+        interaction = self._interaction(d.interaction_id)
         if interaction is None:
             return
+        waiter = self._waiters.get(d.interaction_id)
         if waiter is not None:
             waiter.queue = d.to_queue
         self._event("overflow", interaction, d.from_queue, to_queue=d.to_queue)
 
     def _timed_out(self, d: Timeout) -> None:
+        interaction = self._interaction(d.interaction_id)
         waiter = self._waiters.pop(d.interaction_id, None)
-        callback = self._callbacks.pop(d.interaction_id, None)
-        interaction = waiter.interaction if waiter else callback.interaction if callback else None
+        self._callbacks.pop(d.interaction_id, None)
         if interaction is None:
             return
         self._event("timeout", interaction, d.queue, limit="queue")
@@ -482,7 +481,7 @@ class AcdService:
     def _ring(self, offer: Offer) -> None:
         waiter = self._waiters.get(offer.interaction_id)
         callback = self._callbacks.get(offer.interaction_id)
-        interaction = waiter.interaction if waiter else callback.interaction if callback else None
+        interaction = self._interaction(offer.interaction_id)
         if interaction is None:  # not ours (cannot happen: decisions apply at once)
             log.error("acd_offer_without_interaction", interaction=offer.interaction_id)
             self.engine.remove(offer.interaction_id, self._clock())

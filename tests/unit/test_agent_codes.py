@@ -23,7 +23,8 @@ def test_device_of_channel(channel: str, device: str | None) -> None:
 
 
 def test_skills_from_the_dialplan_variable() -> None:
-    assert parse_skills("de,loans:3, vip ,".split(",")) == {"de": 1, "loans": 3, "vip": 1}
+    # ACD_SKILLS "de,loans:3, vip ," split at the commas
+    assert parse_skills(["de", "loans:3", " vip ", ""]) == {"de": 1, "loans": 3, "vip": 1}
 
 
 @pytest.mark.parametrize("bad", ["loans:0", "loans:11", "loans:x", ":3"])

@@ -21,7 +21,8 @@ Rules, in the order they decide:
 * **Overflow**: after ``overflow_after`` s in a queue the interaction moves to
   ``overflow_to``, keeping ``arrived``; stages restart from 0 in the new queue.
 * **Timeout**: after ``max_wait`` s since ``arrived`` (of the current queue's config)
-  the interaction leaves with a ``Timeout`` decision.
+  a caller leaves with a ``Timeout`` decision; a callback request never times out
+  (nobody is holding the line, and the customer was promised a call).
 * **Wrap-up**: after ``finish`` the agent is in WRAP_UP for the queue's ``wrap_up`` s,
   then READY again (``tick`` reports the offers this makes possible).
 
@@ -39,11 +40,11 @@ during a call stays NOT_READY when it ends (no wrap-up, no offer).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from itertools import count
 
 from acd.core.routing.deadlines import Deadline, Deadlines, Due
-from acd.core.routing.index import QueueIndex, WaitingGroup
+from acd.core.routing.index import Key, QueueIndex, WaitingGroup
 from acd.core.routing.model import (
     AgentConfig,
     AgentState,
@@ -61,6 +62,8 @@ from acd.core.routing.requirements import requirement, skill_score
 from acd.core.routing.validate import check_agents, check_interaction, check_queues
 
 _WORKING = (AgentState.READY, AgentState.WRAP_UP)
+#: Callers at the front of a queue a freed agent looks at before comparing group heads.
+_SHORT_LOOK = 16
 
 
 class UnknownAgent(KeyError):
@@ -259,8 +262,12 @@ class RoutingEngine:
         if record.state is not AgentState.READY:
             return []  # wrap-up of another interaction still running
         record.idle_since = now
-        self._reindex(record)
-        return self._match_agent(record)
+        # Match before indexing the agent as free: usually a caller is waiting, and the
+        # offer would take the agent straight out of the free lists again.
+        offers = self._match_agent(record)
+        if not offers:
+            self._reindex(record)
+        return offers
 
     def remove(self, interaction_id: str, now: float) -> WaitingView | None:
         """The interaction left while waiting or ringing (caller hung up, took a callback
@@ -416,33 +423,26 @@ class RoutingEngine:
 
     # --- matching ---------------------------------------------------------------------
 
-    def _eligible_groups(self, record: AgentRecord, queue: str) -> list[WaitingGroup]:
+    def _eligible_groups(
+        self, record: AgentRecord, queue: str
+    ) -> tuple[list[WaitingGroup], set[WaitingGroup]]:
         """The queue's groups this agent may serve; only groups added since the last
         look are checked (all again after a change of configuration)."""
         index = self._queues[queue]
         every = index.group_list
         cached = record.eligible.get(queue)
         if cached is not None and cached[0] == index.version:
-            _, seen, groups = cached
+            _, seen, groups, members = cached
             if seen == len(every):
-                return groups
+                return groups, members
         else:
-            seen, groups = 0, []
-        groups.extend(group for group in every[seen:] if record.may_serve(group))
-        record.eligible[queue] = (index.version, len(every), groups)
-        return groups
-
-    def _group_added(self, queue: str, index: QueueIndex, group: WaitingGroup) -> None:
-        """Add a new group to the lists of the members that have one, so an agent's
-        next decision costs no look at the queue's other groups."""
-        version, seen = index.version, len(index.group_list) - 1
-        for agent_id in index.members:
-            record = self._agents[agent_id]
-            cached = record.eligible.get(queue)
-            if cached is not None and cached[0] == version and cached[1] == seen:
-                if record.may_serve(group):
-                    cached[2].append(group)
-                record.eligible[queue] = (version, seen + 1, cached[2])
+            seen, groups, members = 0, [], set()
+        for group in every[seen:]:
+            if record.may_serve(group):
+                groups.append(group)
+                members.add(group)
+        record.eligible[queue] = (index.version, len(every), groups, members)
+        return groups, members
 
     def _match_agent(self, record: AgentRecord) -> list[Offer]:
         """Offer the agent the first eligible interaction across its queues, once per
@@ -451,16 +451,39 @@ class RoutingEngine:
         while media := record.free_media():
             best = None
             for queue in record.served:
-                for group in self._eligible_groups(record, queue):
-                    keys = group.keys
-                    if keys and group.media in media:
-                        head = keys[0]
-                        if best is None or head < best:
-                            best = head
+                head = self._first_eligible(record, queue, media)
+                if head is not None and (best is None or head < best):
+                    best = head
             if best is None:
                 break
             offers.append(self._offer(self._by_seq[best[1]], record))
         return offers
+
+    def _first_eligible(self, record: AgentRecord, queue: str, media: Container[str]) -> Key | None:
+        """The first waiting key of ``queue`` in service order that the agent may take.
+
+        Usually one of the first few callers in the queue is eligible, so those are
+        looked at first (a set lookup each); only when none is does it compare the heads
+        of every group the agent may serve. Both give the same answer.
+        """
+        groups, members = self._eligible_groups(record, queue)
+        if not groups:
+            return None
+        order = self._queues[queue].order
+        if len(groups) > _SHORT_LOOK:
+            by_seq = self._by_seq
+            for key in order.islice(0, _SHORT_LOOK):
+                group = by_seq[key[1]].group
+                if group in members and group.media in media:
+                    return key
+            if len(order) <= _SHORT_LOOK:
+                return None
+        best = None
+        for group in groups:
+            head = group.head
+            if head is not None and (best is None or head < best) and group.media in media:
+                best = head
+        return best
 
     def _match_interaction(self, entry: InteractionRecord) -> list[Offer]:
         """Offer a waiting interaction to the agent its queue's selection prefers."""
@@ -515,10 +538,7 @@ class RoutingEngine:
         entry.applied = max(plan.due(now - entry.entered), at_least)
         entry.requirement = requirement(config, plan, interaction, entry.applied)
         entry.key = (interaction.arrived - config.aging * interaction.priority, entry.seq)
-        known = len(index.group_list)
         entry.group = index.add(entry.key, interaction.media, entry.requirement)
-        if len(index.group_list) != known:
-            self._group_added(entry.queue, index, entry.group)
         entry.phase = Phase.WAITING
         entry.agent = None
         entry.epoch += 1
@@ -530,7 +550,7 @@ class RoutingEngine:
             push((entry.entered + after, Due.STAGE, seq, "", epoch))
         if config.overflow_after is not None and config.overflow_to is not None:
             push((max(entry.entered + config.overflow_after, now), Due.OVERFLOW, seq, "", epoch))
-        if config.max_wait is not None:
+        if config.max_wait is not None and not interaction.callback:
             push((max(interaction.arrived + config.max_wait, now), Due.TIMEOUT, seq, "", epoch))
 
     def _unplace(self, entry: InteractionRecord) -> None:

@@ -27,12 +27,27 @@ _versions = count(1)
 class WaitingGroup:
     """Interactions of one queue that need the same media and skills."""
 
-    __slots__ = ("keys", "media", "requirement")
+    __slots__ = ("head", "keys", "media", "requirement")
 
     def __init__(self, media: str, needed: Requirement) -> None:
         self.media = media
         self.requirement = needed
         self.keys: SortedList[Key] = SortedList()
+        #: The first key, kept apart: agents compare heads of many groups per decision.
+        self.head: Key | None = None
+
+    def add(self, key: Key) -> None:
+        self.keys.add(key)
+        if self.head is None or key < self.head:
+            self.head = key
+
+    def discard(self, key: Key) -> None:
+        keys = self.keys
+        if key == self.head:  # the usual case: the head was just offered
+            keys.pop(0)
+            self.head = keys[0] if keys else None
+        else:
+            keys.discard(key)
 
 
 class QueueIndex:
@@ -69,12 +84,12 @@ class QueueIndex:
 
     def add(self, key: Key, media: str, needed: Requirement) -> WaitingGroup:
         placed = self.group(media, needed)
-        placed.keys.add(key)
+        placed.add(key)
         self.order.add(key)
         return placed
 
     def discard(self, key: Key, placed: WaitingGroup) -> None:
-        placed.keys.discard(key)
+        placed.discard(key)
         self.order.discard(key)
 
     def position(self, key: Key) -> int:

@@ -51,8 +51,9 @@ class AgentRecord:
         #: (queue, media) lists of free agents this agent is in, under ``indexed_key``.
         self.indexed: tuple[tuple[str, str], ...] = ()
         self.indexed_key: IdleKey | None = None
-        #: queue -> (queue index version, groups looked at, groups this agent may serve).
-        self.eligible: dict[str, tuple[int, int, list[WaitingGroup]]] = {}
+        #: queue -> (queue index version, groups looked at, groups this agent may serve,
+        #: and the same groups as a set for membership tests).
+        self.eligible: dict[str, tuple[int, int, list[WaitingGroup], set[WaitingGroup]]] = {}
 
     def reconfigure(self, config: AgentConfig) -> None:
         self.config = config

@@ -56,7 +56,12 @@ def requirement(
 
 
 def meets(skills: Mapping[str, int], needed: Requirement) -> bool:
-    return all(skills.get(name, 0) >= level for name, level in needed)
+    # A plain loop: this runs for every (agent, requirement group) pair once.
+    get = skills.get
+    for name, level in needed:  # noqa: SIM110 (all() with a generator is 2x slower here)
+        if get(name, 0) < level:
+            return False
+    return True
 
 
 def skill_score(skills: Mapping[str, int], needed: Requirement) -> int:
