@@ -400,6 +400,12 @@ def main() -> None:
             "us",
         )
     row("decisions (both kinds) per second", decisions_per_s, per_s(slow), "/s")
+    row(
+        "  of which agent frees up, per s",
+        len(fast.freed_s) / sum(fast.freed_s),
+        len(slow.freed_s) / sum(slow.freed_s),
+        "/s",
+    )
     cycles_per_s = len(fast.freed_s) / (sum(fast.freed_s) + sum(fast.arrived_s) + fast.other_s)
     print(f"{'cycles/s incl. tick + accept':<34}{cycles_per_s:>14,.1f}")
     print(f"same caller chosen as the naive scan: {same}/{sample}")

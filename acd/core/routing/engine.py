@@ -40,11 +40,11 @@ during a call stays NOT_READY when it ends (no wrap-up, no offer).
 
 from __future__ import annotations
 
-from collections.abc import Container, Iterable
+from collections.abc import Iterable, Mapping
 from itertools import count
 
 from acd.core.routing.deadlines import Deadline, Deadlines, Due
-from acd.core.routing.index import Key, QueueIndex, WaitingGroup
+from acd.core.routing.index import QueueIndex, WaitingGroup
 from acd.core.routing.model import (
     AgentConfig,
     AgentState,
@@ -58,12 +58,10 @@ from acd.core.routing.model import (
     WaitingView,
 )
 from acd.core.routing.records import AgentRecord, InteractionRecord, Phase
-from acd.core.routing.requirements import requirement, skill_score
+from acd.core.routing.requirements import meets, requirement, skill_score
 from acd.core.routing.validate import check_agents, check_interaction, check_queues
 
 _WORKING = (AgentState.READY, AgentState.WRAP_UP)
-#: Callers at the front of a queue a freed agent looks at before comparing group heads.
-_SHORT_LOOK = 16
 
 
 class UnknownAgent(KeyError):
@@ -384,8 +382,8 @@ class RoutingEngine:
         return True
 
     def _rebuild_agent_indexes(self) -> None:
+        members: dict[str, list[tuple[str, Mapping[str, int], Mapping[str, int]]]] = {}
         for index in self._queues.values():
-            index.members.clear()
             index.available.clear()
         for agent_id in sorted(self._agents):
             record = self._agents[agent_id]
@@ -397,9 +395,14 @@ class RoutingEngine:
                 if serving is not None and serving.live and name not in served:
                     served.append(name)
                     if not record.retiring:
-                        serving.members.add(agent_id)
+                        config = record.config
+                        members.setdefault(name, []).append(
+                            (agent_id, config.skills, config.capacity)
+                        )
             record.served = tuple(served)
             self._reindex(record)
+        for name, index in self._queues.items():
+            index.set_members(members.get(name, ()))
 
     def _reindex(self, record: AgentRecord) -> None:
         """Keep the agent in exactly the lists of free agents it belongs to."""
@@ -423,67 +426,55 @@ class RoutingEngine:
 
     # --- matching ---------------------------------------------------------------------
 
-    def _eligible_groups(
-        self, record: AgentRecord, queue: str
-    ) -> tuple[list[WaitingGroup], set[WaitingGroup]]:
-        """The queue's groups this agent may serve; only groups added since the last
-        look are checked (all again after a change of configuration)."""
+    def _eligible_groups(self, record: AgentRecord, queue: str) -> list[WaitingGroup]:
+        """The queue's groups this agent may serve: worked out at the agent's first look
+        (again after a change of configuration), then kept up by ``_group_added``."""
         index = self._queues[queue]
-        every = index.group_list
         cached = record.eligible.get(queue)
         if cached is not None and cached[0] == index.version:
-            _, seen, groups, members = cached
-            if seen == len(every):
-                return groups, members
-        else:
-            seen, groups, members = 0, [], set()
-        for group in every[seen:]:
-            if record.may_serve(group):
-                groups.append(group)
-                members.add(group)
-        record.eligible[queue] = (index.version, len(every), groups, members)
-        return groups, members
+            return cached[1]
+        capacity, skills = record.config.capacity, record.skills
+        groups = [
+            group
+            for group in index.groups.values()
+            if capacity.get(group.media, 0) > 0 and meets(skills, group.requirement)
+        ]
+        record.eligible[queue] = (index.version, groups)
+        return groups
+
+    def _group_added(self, queue: str, index: QueueIndex, group: WaitingGroup) -> None:
+        """Hand a new group to the members who may serve it (and have a list already),
+        found by masks: the agents who may not serve it cost nothing."""
+        mask = index.eligible_members(group.media, group.requirement)
+        member_ids, agents, version = index.member_ids, self._agents, index.version
+        while mask:
+            lowest = mask & -mask
+            mask ^= lowest
+            cached = agents[member_ids[lowest.bit_length() - 1]].eligible.get(queue)
+            if cached is not None and cached[0] == version:
+                cached[1].append(group)
 
     def _match_agent(self, record: AgentRecord) -> list[Offer]:
         """Offer the agent the first eligible interaction across its queues, once per
-        media type it has a free slot for."""
+        media type it has a free slot for: the smallest head of its eligible groups."""
         offers: list[Offer] = []
         while media := record.free_media():
             best = None
             for queue in record.served:
-                head = self._first_eligible(record, queue, media)
-                if head is not None and (best is None or head < best):
-                    best = head
+                groups = self._eligible_groups(record, queue)
+                dead = 0
+                for group in groups:
+                    head = group.head
+                    if head is None:
+                        dead += group.dead
+                    elif (best is None or head < best) and group.media in media:
+                        best = head
+                if dead > 8 and dead * 2 > len(groups):
+                    groups[:] = [group for group in groups if not group.dead]
             if best is None:
                 break
             offers.append(self._offer(self._by_seq[best[1]], record))
         return offers
-
-    def _first_eligible(self, record: AgentRecord, queue: str, media: Container[str]) -> Key | None:
-        """The first waiting key of ``queue`` in service order that the agent may take.
-
-        Usually one of the first few callers in the queue is eligible, so those are
-        looked at first (a set lookup each); only when none is does it compare the heads
-        of every group the agent may serve. Both give the same answer.
-        """
-        groups, members = self._eligible_groups(record, queue)
-        if not groups:
-            return None
-        order = self._queues[queue].order
-        if len(groups) > _SHORT_LOOK:
-            by_seq = self._by_seq
-            for key in order.islice(0, _SHORT_LOOK):
-                group = by_seq[key[1]].group
-                if group in members and group.media in media:
-                    return key
-            if len(order) <= _SHORT_LOOK:
-                return None
-        best = None
-        for group in groups:
-            head = group.head
-            if head is not None and (best is None or head < best) and group.media in media:
-                best = head
-        return best
 
     def _match_interaction(self, entry: InteractionRecord) -> list[Offer]:
         """Offer a waiting interaction to the agent its queue's selection prefers."""
@@ -538,7 +529,9 @@ class RoutingEngine:
         entry.applied = max(plan.due(now - entry.entered), at_least)
         entry.requirement = requirement(config, plan, interaction, entry.applied)
         entry.key = (interaction.arrived - config.aging * interaction.priority, entry.seq)
-        entry.group = index.add(entry.key, interaction.media, entry.requirement)
+        entry.group, created = index.add(entry.key, interaction.media, entry.requirement)
+        if created:
+            self._group_added(entry.queue, index, entry.group)
         entry.phase = Phase.WAITING
         entry.agent = None
         entry.epoch += 1

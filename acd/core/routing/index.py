@@ -9,11 +9,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from itertools import count
 
 from sortedcontainers import SortedList
 
-from acd.core.routing.model import QueueConfig
+from acd.core.routing.model import MAX_LEVEL, QueueConfig
 from acd.core.routing.requirements import Requirement, StagePlan
 
 #: Service order: ``(arrived - aging * priority, seq)``.
@@ -27,7 +28,7 @@ _versions = count(1)
 class WaitingGroup:
     """Interactions of one queue that need the same media and skills."""
 
-    __slots__ = ("head", "keys", "media", "requirement")
+    __slots__ = ("dead", "head", "keys", "media", "requirement")
 
     def __init__(self, media: str, needed: Requirement) -> None:
         self.media = media
@@ -35,6 +36,8 @@ class WaitingGroup:
         self.keys: SortedList[Key] = SortedList()
         #: The first key, kept apart: agents compare heads of many groups per decision.
         self.head: Key | None = None
+        #: Emptied and dropped from its queue; agents drop it from their lists in time.
+        self.dead = False
 
     def add(self, key: Key) -> None:
         self.keys.add(key)
@@ -56,12 +59,15 @@ class QueueIndex:
     def __init__(self, config: QueueConfig) -> None:
         self.live = True
         self.members: set[str] = set()  # configured agents serving this queue
+        #: The members again, in bit order for the masks below.
+        self.member_ids: list[str] = []
+        #: skill -> [mask of members with that skill at level >= n, for n in 0..10].
+        self.skill_masks: dict[str, list[int]] = {}
+        #: media -> mask of members who take that media type at all.
+        self.media_masks: dict[str, int] = {}
         self.available: dict[str, SortedList[IdleKey]] = {}
         self.order: SortedList[Key] = SortedList()
         self.groups: dict[tuple[str, Requirement], WaitingGroup] = {}
-        #: The groups in order of creation; only ever appended to, until reconfigured,
-        #: so an agent's list of eligible groups is brought up to date by its tail.
-        self.group_list: list[WaitingGroup] = []
         self.version = next(_versions)
         self.config = config
         self.plan = StagePlan(config.stages)
@@ -72,25 +78,55 @@ class QueueIndex:
         self.plan = StagePlan(config.stages)
         self.order.clear()
         self.groups.clear()
-        self.group_list = []
         self.version = next(_versions)
 
-    def group(self, media: str, needed: Requirement) -> WaitingGroup:
-        found = self.groups.get((media, needed))
-        if found is None:
-            found = self.groups[media, needed] = WaitingGroup(media, needed)
-            self.group_list.append(found)
-        return found
+    def set_members(
+        self, members: Iterable[tuple[str, Mapping[str, int], Mapping[str, int]]]
+    ) -> None:
+        """(agent id, skills, capacity) of every agent serving the queue."""
+        self.members.clear()
+        self.member_ids = []
+        self.skill_masks = {}
+        self.media_masks = {}
+        for bit, (agent_id, skills, capacity) in enumerate(members):
+            self.members.add(agent_id)
+            self.member_ids.append(agent_id)
+            flag = 1 << bit
+            for name, level in skills.items():
+                masks = self.skill_masks.setdefault(name, [0] * (MAX_LEVEL + 1))
+                for at_least in range(level + 1):
+                    masks[at_least] |= flag
+            for media, slots in capacity.items():
+                if slots > 0:
+                    self.media_masks[media] = self.media_masks.get(media, 0) | flag
 
-    def add(self, key: Key, media: str, needed: Requirement) -> WaitingGroup:
-        placed = self.group(media, needed)
+    def eligible_members(self, media: str, needed: Requirement) -> int:
+        """Mask of the members who may serve a group: a few integer ANDs, not a scan."""
+        mask = self.media_masks.get(media, 0)
+        masks = self.skill_masks
+        for name, level in needed:
+            found = masks.get(name)
+            mask &= found[level] if found is not None else 0
+        return mask
+
+    def add(self, key: Key, media: str, needed: Requirement) -> tuple[WaitingGroup, bool]:
+        """Place a key in its group; True when the group had to be created."""
+        placed = self.groups.get((media, needed))
+        created = placed is None
+        if placed is None:
+            placed = self.groups[media, needed] = WaitingGroup(media, needed)
         placed.add(key)
         self.order.add(key)
-        return placed
+        return placed, created
 
     def discard(self, key: Key, placed: WaitingGroup) -> None:
         placed.discard(key)
         self.order.discard(key)
+        if placed.head is None:
+            # Requirements seen once (a rare language and product) would otherwise pile
+            # up as empty groups that every eligible agent keeps looking at.
+            placed.dead = True
+            del self.groups[placed.media, placed.requirement]
 
     def position(self, key: Key) -> int:
         """1-based place of ``key`` among the waiting (where it would be, if absent)."""

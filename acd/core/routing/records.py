@@ -51,9 +51,9 @@ class AgentRecord:
         #: (queue, media) lists of free agents this agent is in, under ``indexed_key``.
         self.indexed: tuple[tuple[str, str], ...] = ()
         self.indexed_key: IdleKey | None = None
-        #: queue -> (queue index version, groups looked at, groups this agent may serve,
-        #: and the same groups as a set for membership tests).
-        self.eligible: dict[str, tuple[int, int, list[WaitingGroup], set[WaitingGroup]]] = {}
+        #: queue -> (queue index version, the queue's groups this agent may serve). Built
+        #: at the first look; groups created later are added as they are created.
+        self.eligible: dict[str, tuple[int, list[WaitingGroup]]] = {}
 
     def reconfigure(self, config: AgentConfig) -> None:
         self.config = config
@@ -62,11 +62,6 @@ class AgentRecord:
 
     def meets(self, needed: Requirement) -> bool:
         return meets(self.skills, needed)
-
-    def may_serve(self, group: WaitingGroup) -> bool:
-        return self.config.capacity.get(group.media, 0) > 0 and meets(
-            self.skills, group.requirement
-        )
 
     def free_media(self) -> list[str]:
         """Media types this agent may be offered now (READY, a slot free, none ringing)."""
