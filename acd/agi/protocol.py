@@ -189,9 +189,20 @@ class AgiReply(NamedTuple):
         return self.data == "timeout"
 
 
+_new_tuple = tuple.__new__  # builds an AgiReply without NamedTuple's Python-level __new__
+
+
 def parse_reply(line: str) -> AgiReply:
     """Parse one reply line (newline removed); raise AGIProtocolError if it is not one."""
     if line.startswith("200 result="):
+        # Nearly every reply: "200 result=N", "200 result=N (data)", "200 result=N k=v".
+        end = line.find(" ", 11)
+        if end < 0:
+            try:
+                result = int(line[11:])
+            except ValueError:
+                result = 0
+            return _new_tuple(AgiReply, (200, result, None, _NO_EXTRAS, line, line[11:]))
         code = 200
     else:
         status = line[:3]
@@ -201,19 +212,21 @@ def parse_reply(line: str) -> AgiReply:
         if not 100 <= code < 600:
             raise AGIProtocolError(f"not an AGI reply: {line[:80]!r}")
         if not line.startswith("result=", 4):
-            return AgiReply(code, 0, None, _NO_EXTRAS, line, "")
-    end = line.find(" ", 11)
-    if end < 0:
-        token, tail = line[11:], ""
-    else:
-        token, tail = line[11:end], line[end + 1 :]
+            return _new_tuple(AgiReply, (code, 0, None, _NO_EXTRAS, line, ""))
+        end = line.find(" ", 11)
+        if end < 0:
+            end = len(line)
+    token, tail = line[11:end], line[end + 1 :]
     try:
         result = int(token)
     except ValueError:
         result = 0
     data: str | None = None
     if tail.startswith("("):
-        data, tail = _split_data(tail)
+        if tail.endswith(")"):
+            data, tail = tail[1:-1], ""
+        else:
+            data, tail = _split_data(tail)
     extras = _NO_EXTRAS
     if tail:
         extras = {}
@@ -221,7 +234,7 @@ def parse_reply(line: str) -> AgiReply:
             k, sep, v = w.partition("=")
             if sep and k:
                 extras[k] = v
-    return AgiReply(code, result, data, extras, line, token)
+    return _new_tuple(AgiReply, (code, result, data, extras, line, token))
 
 
 def _split_data(tail: str) -> tuple[str, str]:
@@ -266,10 +279,24 @@ def quote(arg: str) -> str:
     return f'"{arg}"'
 
 
+# Names repeat from call to call (prompts, variables, applications): remember how each
+# is sent. Bounded in entries and in the length of what it keeps.
+_WORDS: dict[str, str] = {}
+_WORDS_MAX = 4096
+_WORD_MAX_LEN = 256
+
+
 def word(arg: str) -> str:
     """An identifier-like argument (file, variable or application name, number): sent
     bare when that is unambiguous, quoted otherwise."""
-    return arg if _BARE.fullmatch(arg) else quote(arg)
+    sent = _WORDS.get(arg)
+    if sent is None:
+        sent = arg if _BARE.fullmatch(arg) else quote(arg)
+        if len(arg) <= _WORD_MAX_LEN:
+            if len(_WORDS) >= _WORDS_MAX:
+                _WORDS.clear()
+            _WORDS[arg] = sent
+    return sent
 
 
 # res_agi reads commands into an 8192-byte buffer (AGI_BUF_LEN): a longer line is cut

@@ -3,8 +3,9 @@
 Each connection is one call and gets its own task: the ``agi_*`` header is read with a
 size cap and a deadline, the route's handler runs with an ``AGISession``, and whatever
 happens (peer gone, garbage, handler bug) only that call ends and its socket is closed.
-Connections read into a buffer of their own (``_Connection``) rather than through a
-StreamReader; ``bench/agi_throughput.py`` measures the difference.
+Connections are read by ``_Connection`` rather than a StreamReader: a reply line that
+arrives on its own is handed to the waiting session as it is; ``bench/agi_throughput.py``
+measures the difference.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import structlog
 
@@ -40,8 +41,12 @@ class FastAGIServer:
         max_line_bytes: int = 8192,
         header_timeout: float = 5.0,
         command_timeout: float = 600.0,
+        observe_commands: Callable[[Sequence[float]], None] | None = None,
     ) -> None:
+        """``observe_commands`` receives command round trips in seconds, in batches
+        (the daemon passes the latency histogram's feed)."""
         self.routes = dict(routes)
+        self.observe_commands = observe_commands
         self.host = host
         self._port = port
         self.max_env_bytes = max_env_bytes
@@ -143,6 +148,7 @@ class FastAGIServer:
                 max_line_bytes=self.max_line_bytes,
                 command_timeout=self.command_timeout,
                 self_timed=False,
+                observe=self.observe_commands,
             )
             self._sessions.add(session)
             try:
@@ -217,17 +223,15 @@ class _HeaderTimeout(Exception):
     """Raised inside the header read when Asterisk's header does not arrive in time."""
 
 
-_INITIAL_BUFFER = 4096
-
-
-class _Connection(asyncio.BufferedProtocol):
-    """One Asterisk connection, read into a buffer of its own.
-
-    With a StreamReader, asyncio allocates a fresh 256 KiB block for every read; glibc
-    may then mmap and unmap it each time, which can double the cost of a command. This
-    reads into one reused buffer and offers the StreamReader calls the server and
+class _Connection(asyncio.Protocol):
+    """One Asterisk connection, with the StreamReader calls the server and
     ``AGISession`` use (``readuntil``, ``set_exception``, ``exception``, ``transport``).
-    Reading pauses while more than ``limit`` bytes wait unread.
+
+    Nearly every read from Asterisk is exactly one reply line, arriving while the
+    session waits for it: that chunk is handed over as it is, with no copy and no
+    buffer bookkeeping. Anything else (a header in pieces, several lines at once, a
+    HANGUP notice beside a reply) goes through a buffer. Reading pauses while more than
+    ``limit`` bytes wait unread.
     """
 
     transport: asyncio.Transport
@@ -241,13 +245,7 @@ class _Connection(asyncio.BufferedProtocol):
         self._loop = loop
         self._limit = limit
         self._on_connect = on_connect
-        # Unread data stays under limit + one read, so 2 * limit always leaves room; the
-        # buffer starts small (a header is under 1 kB) and grows only for long lines.
-        self._max_size = 2 * limit + 2
-        self._buf = bytearray(min(_INITIAL_BUFFER, self._max_size))
-        self._view = memoryview(self._buf)
-        self._start = 0  # unread data is _buf[_start:_end]
-        self._end = 0
+        self._buf = bytearray()  # unread data
         self._waiter: asyncio.Future[bytes] | None = None
         self._sep = b"\n"
         self._eof = False
@@ -261,45 +259,44 @@ class _Connection(asyncio.BufferedProtocol):
         self.transport = transport
         self._on_connect(self)
 
-    def get_buffer(self, sizehint: int) -> memoryview:
-        if self._start:
-            if self._start == self._end:
-                self._start = self._end = 0
-            else:
-                pending = bytes(self._view[self._start : self._end])
-                self._buf[: len(pending)] = pending
-                self._start, self._end = 0, len(pending)
-        if len(self._buf) - self._end < _INITIAL_BUFFER and len(self._buf) < self._max_size:
-            grown = bytearray(min(2 * len(self._buf), self._max_size))
-            grown[: self._end] = self._view[: self._end]
-            self._buf, self._view = grown, memoryview(grown)
-        return self._view[self._end :]
-
-    def buffer_updated(self, nbytes: int) -> None:
-        self._end += nbytes
+    def data_received(self, data: bytes) -> None:
         waiter = self._waiter
+        if waiter is not None and waiter.done():  # its reader was cancelled
+            waiter = self._waiter = None
+        if (
+            waiter is not None
+            and not self._buf
+            and self._sep == b"\n"
+            and data.find(b"\n") == len(data) - 1
+        ):
+            self._waiter = None
+            waiter.set_result(data)
+            return
+        buf = self._buf
+        buf += data
         if waiter is not None:
-            if waiter.done():  # its reader was cancelled
-                self._waiter = None
-            elif (i := self._buf.find(self._sep, self._start, self._end)) >= 0:
+            if (i := buf.find(self._sep)) >= 0:
                 self._waiter = None
                 waiter.set_result(self._take(i + len(self._sep)))
-            elif self._end - self._start > self._limit:
+            elif len(buf) > self._limit:
                 self._wake(asyncio.LimitOverrunError("separator not found", self._limit))
-        if self._end - self._start > self._limit and not self._paused:
+        if len(buf) > self._limit and not self._paused:
             self._paused = True
             self.transport.pause_reading()
 
     def eof_received(self) -> bool:
         self._eof = True
-        self._wake(self._incomplete())
+        self._wake_incomplete()
         return False  # Asterisk closing its side ends the call: close ours too
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._eof = True
         if exc is not None and self._exc is None:
             self._exc = exc
-        self._wake(exc or self._incomplete())
+        if exc is not None:
+            self._wake(exc)
+        else:
+            self._wake_incomplete()
 
     # --- the StreamReader calls -------------------------------------------------------
 
@@ -312,9 +309,9 @@ class _Connection(asyncio.BufferedProtocol):
         fut = self._loop.create_future()
         if self._exc is not None:
             fut.set_exception(self._exc)
-        elif (i := self._buf.find(separator, self._start, self._end)) >= 0:
+        elif self._buf and (i := self._buf.find(separator)) >= 0:
             fut.set_result(self._take(i + len(separator)))
-        elif self._end - self._start > self._limit:
+        elif len(self._buf) > self._limit:
             fut.set_exception(asyncio.LimitOverrunError("separator not found", self._limit))
         elif self._eof:
             fut.set_exception(self._incomplete())
@@ -334,15 +331,19 @@ class _Connection(asyncio.BufferedProtocol):
     # --- internals ----------------------------------------------------------------------
 
     def _take(self, end: int) -> bytes:
-        data = bytes(self._view[self._start : end])
-        self._start = end
-        if self._paused and self._end - self._start <= self._limit:
+        data = bytes(self._buf[:end])
+        del self._buf[:end]
+        if self._paused and len(self._buf) <= self._limit:
             self._paused = False
             self.transport.resume_reading()
         return data
 
     def _incomplete(self) -> asyncio.IncompleteReadError:
-        return asyncio.IncompleteReadError(bytes(self._view[self._start : self._end]), None)
+        return asyncio.IncompleteReadError(bytes(self._buf), None)
+
+    def _wake_incomplete(self) -> None:
+        if self._waiter is not None:
+            self._wake(self._incomplete())
 
     def _wake(self, exc: BaseException) -> None:
         waiter, self._waiter = self._waiter, None

@@ -12,12 +12,13 @@ cleanup commands (SET VARIABLE in a ``finally``) still get their real replies.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable, Sequence
 from time import monotonic as _monotonic
 from typing import Protocol
 
 from acd.agi.protocol import (
     HANGUP_LINE,
+    MAX_COMMAND_BYTES,
     AgiEnv,
     AGIError,
     AGIHangup,
@@ -30,12 +31,21 @@ from acd.agi.protocol import (
     reply_error,
     word,
 )
+from acd.log import get_logger
+
+log = get_logger(__name__)
 
 # Most replies are one of these lines; parsing them once saves work on every command.
 _COMMON: dict[bytes, AgiReply] = {
     f"200 result={n}\n".encode(): parse_reply(f"200 result={n}") for n in (-1, 0, 1)
 }
 _MAX_USAGE_LINES = 500
+_OBSERVE_BATCH = 256
+
+
+def _shown(data: bytes, n: int = 80) -> str:
+    """A command line as error messages quote it."""
+    return repr(data[:n].decode(errors="replace").rstrip("\n"))
 
 
 class LineReader(Protocol):
@@ -60,10 +70,12 @@ class AGISession:
     __slots__ = (
         "_broken",
         "_deadline",
+        "_durations",
         "_hangup_sent",
         "_in_flight",
         "_loop",
         "_max_line",
+        "_observe",
         "_reader",
         "_timeout",
         "_timer",
@@ -83,9 +95,13 @@ class AGISession:
         max_line_bytes: int = 8192,
         command_timeout: float = 600.0,
         self_timed: bool = True,
+        observe: Callable[[Sequence[float]], None] | None = None,
     ) -> None:
         """``self_timed=False`` when a supervisor (FastAGIServer) calls ``check_deadline``
-        for its sessions; otherwise the session keeps a timer of its own."""
+        for its sessions; otherwise the session keeps a timer of its own. ``observe``
+        receives command round trips (seconds) in batches, for the latency metric:
+        collected in a list and handed over every ``_OBSERVE_BATCH`` commands and at
+        ``close``, so the call path never touches a metrics library."""
         self.env = env
         #: Asterisk reported the channel gone (HANGUP, 511, result=-1, socket closed).
         #: Our own ``hangup()`` does not set it: the call ended normally then.
@@ -101,16 +117,18 @@ class AGISession:
         self._timeout = command_timeout
         self._hangup_sent = False
         self._broken: str | None = None
-        self._in_flight: str | None = None
+        self._in_flight: bytes | None = None
         self._deadline = 0.0
         self._timer: asyncio.TimerHandle | None = None
+        self._observe = observe
+        self._durations: list[float] = []
 
     # --- the dialogue -------------------------------------------------------------
 
     async def command(self, *parts: str) -> AgiReply:
         """Send one raw command (``parts`` joined by spaces, quote them yourself with
         ``quote``) and return its ``200`` reply; errors raise an ``AGIError``."""
-        return await self._run(" ".join(parts))
+        return await self._run(encode_command(" ".join(parts)))
 
     def close(self) -> None:
         """Close the connection (Asterisk then carries on with the dialplan)."""
@@ -118,25 +136,50 @@ class AGISession:
             self._timer.cancel()
             self._timer = None
         self._transport.close()
+        self._flush_durations()
 
-    async def _run(self, line: str) -> AgiReply:
+    def _flush_durations(self) -> None:
+        if self._durations and self._observe is not None:
+            durations, self._durations = self._durations, []
+            try:
+                self._observe(durations)
+            except Exception:  # a metrics bug must not end the call
+                log.exception("agi_latency_observer_failed")
+
+    async def _run(self, data: bytes) -> AgiReply:
+        """Send one command line (``data`` ends with its newline) and read the reply.
+
+        The helpers build ``data`` from ``word``, ``quote`` and numbers only, none of
+        which can hold CR, LF or NUL, so only its length is checked here; ``command``
+        checks the rest with ``encode_command``."""
         if self._in_flight is not None:
-            raise RuntimeError(f"AGI command {line[:40]!r} sent while another is in flight")
+            raise RuntimeError(f"AGI command {_shown(data, 40)} sent while another is in flight")
         if self._broken is not None:
             raise AGIProtocolError(f"AGI session unusable: {self._broken}")
-        data = encode_command(line)
-        self._in_flight = line
+        if len(data) > MAX_COMMAND_BYTES + 1:
+            raise ValueError(f"AGI command longer than {MAX_COMMAND_BYTES} bytes: {_shown(data)}")
+        self._in_flight = data
         self.commands += 1
-        self._deadline = _monotonic() + self._timeout
+        sent = _monotonic()
+        self._deadline = sent + self._timeout
         if self._timer is None and self._loop is not None:
             self._timer = self._loop.call_at(self._deadline, self._on_timer)
         self._transport.write(data)
         try:
             raw = await self._reader.readuntil(b"\n")
-            reply = _COMMON.get(raw) or self._decode(raw)
+            reply = _COMMON.get(raw)
+            if reply is None:  # _decode, inlined: this runs for most commands
+                if len(raw) > self._max_line + 1:
+                    raise AGIProtocolError(f"reply line longer than {self._max_line} bytes")
+                text = raw.decode(errors="replace").rstrip("\r\n")
+                reply = None if text == HANGUP_LINE else parse_reply(text)
             if reply is None or reply.code != 200 or self._broken is not None:
                 reply = await self._finish_reply(reply)
             self.last_reply = reply
+            if self._observe is not None:
+                self._durations.append(_monotonic() - sent)
+                if len(self._durations) >= _OBSERVE_BATCH:
+                    self._flush_durations()
             return reply
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError) as exc:
             raise self._read_error(exc) from None
@@ -155,7 +198,7 @@ class AGISession:
         the pending read raises AGITimeout."""
         if self._in_flight is None or now < self._deadline or self._broken is not None:
             return
-        self._broken = f"no reply to {self._in_flight[:60]!r} within {self._timeout:g}s"
+        self._broken = f"no reply to {_shown(self._in_flight, 60)} within {self._timeout:g}s"
         self._reader.set_exception(AGITimeout(self._broken))
 
     def _on_timer(self) -> None:
@@ -245,7 +288,7 @@ class AGISession:
 
     async def answer(self) -> None:
         """Answer the channel (no-op if it is already up)."""
-        if (await self._run("ANSWER")).result < 0:
+        if (await self._run(b"ANSWER\n")).result < 0:
             raise self._gone("ANSWER")
 
     async def stream_file(
@@ -260,7 +303,7 @@ class AGISession:
         line = f"STREAM FILE {word(name)} {quote(escape_digits)}"
         if offset is not None:
             line += f" {int(offset)}"
-        result = (await self._run(line)).result
+        result = (await self._run(f"{line}\n".encode())).result
         if result < 0:
             raise self._gone(f"STREAM FILE {name}")
         return chr(result) if result else None
@@ -279,39 +322,41 @@ class AGISession:
             line += f" {int(timeout_ms or 0)}"
         if max_digits is not None:
             line += f" {int(max_digits)}"
-        reply = await self._run(line)
+        reply = await self._run(f"{line}\n".encode())
         if reply.result_text == "-1":
             raise self._gone("GET DATA")
         return reply.result_text
 
     async def wait_for_digit(self, timeout_ms: int) -> str | None:
         """Wait for one DTMF digit (-1: forever); None on timeout."""
-        result = (await self._run(f"WAIT FOR DIGIT {int(timeout_ms)}")).result
+        result = (await self._run(f"WAIT FOR DIGIT {int(timeout_ms)}\n".encode())).result
         if result < 0:
             raise self._gone("WAIT FOR DIGIT")
         return chr(result) if result else None
 
     async def say_digits(self, digits: str, escape_digits: str = "") -> str | None:
         """Say ``digits`` one by one; the escape digit pressed, or None."""
-        result = (await self._run(f"SAY DIGITS {word(digits)} {quote(escape_digits)}")).result
+        result = (
+            await self._run(f"SAY DIGITS {word(digits)} {quote(escape_digits)}\n".encode())
+        ).result
         if result < 0:
             raise self._gone("SAY DIGITS")
         return chr(result) if result else None
 
     async def say_number(self, n: int, escape_digits: str = "") -> str | None:
         """Say a whole number; the escape digit pressed, or None."""
-        result = (await self._run(f"SAY NUMBER {int(n)} {quote(escape_digits)}")).result
+        result = (await self._run(f"SAY NUMBER {int(n)} {quote(escape_digits)}\n".encode())).result
         if result < 0:
             raise self._gone("SAY NUMBER")
         return chr(result) if result else None
 
     async def set_variable(self, name: str, value: str) -> None:
         """Set a channel variable (works after hangup too)."""
-        await self._run(f"SET VARIABLE {word(name)} {quote(value)}")
+        await self._run(f"SET VARIABLE {word(name)} {quote(value)}\n".encode())
 
     async def get_variable(self, name: str) -> str | None:
         """A channel variable or function (``CALLERID(num)``); None when unset."""
-        reply = await self._run(f"GET VARIABLE {word(name)}")
+        reply = await self._run(f"GET VARIABLE {word(name)}\n".encode())
         return (reply.data or "") if reply.result == 1 else None
 
     async def get_full_variable(self, expr: str, channel: str | None = None) -> str | None:
@@ -320,7 +365,7 @@ class AGISession:
         line = f"GET FULL VARIABLE {quote(expr)}"
         if channel is not None:
             line += f" {word(channel)}"
-        reply = await self._run(line)
+        reply = await self._run(f"{line}\n".encode())
         return (reply.data or "") if reply.result == 1 else None
 
     async def exec(self, app: str, *args: str) -> int:
@@ -332,15 +377,15 @@ class AGISession:
         line = f"EXEC {word(app)}"
         if args:
             line += f" {quote(','.join(args))}"
-        return (await self._run(line)).result
+        return (await self._run(f"{line}\n".encode())).result
 
     async def verbose(self, msg: str, level: int = 1) -> None:
         """Write to the Asterisk console at a verbosity level (line breaks become spaces)."""
         text = msg.replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
-        await self._run(f"VERBOSE {quote(text)} {int(level)}")
+        await self._run(f"VERBOSE {quote(text)} {int(level)}\n".encode())
 
     async def hangup(self) -> None:
         """Hang the channel up. The HANGUP notice Asterisk sends back is expected and
         does not raise, and ``hung_up`` stays False: the call ended on our terms."""
         self._hangup_sent = True
-        await self._run("HANGUP")
+        await self._run(b"HANGUP\n")

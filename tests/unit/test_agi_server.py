@@ -262,6 +262,13 @@ async def test_unsafe_argument_is_refused_before_anything_is_sent(
     async def route(s: AGISession) -> None:
         with pytest.raises(ValueError):
             await s.set_variable("X", "a\nEXEC System reboot")
+        for _ in range(2):  # refused every time, not only the first
+            with pytest.raises(ValueError):
+                await s.stream_file("hello\rEXEC System reboot")
+        with pytest.raises(ValueError):
+            await s.get_variable("X\0Y")
+        with pytest.raises(ValueError, match="longer than 8190 bytes"):
+            await s.set_variable("X", "y" * 8190)  # res_agi would run the rest as a command
         await s.answer()
 
     server = await start_server({"r": route})
@@ -680,3 +687,25 @@ async def test_replies_far_ahead_of_the_reader(start_server: StartServer) -> Non
     assert await peer.closed_by_server()
     assert results == [1] * count
     await normal_call(server.port)
+
+
+async def test_command_round_trips_reach_the_latency_observer(
+    start_server: StartServer,
+) -> None:
+    """Each answered command's round trip is handed over (for acd_agi_command_seconds):
+    a reply that takes 50 ms shows up as about 50 ms, and nothing is lost at call end."""
+    batches: list[list[float]] = []
+    server = await start_server({}, observe_commands=lambda d: batches.append(list(d)))
+    peer = await FakeAsterisk.call(server.port, "ok")
+    line = await asyncio.wait_for(peer.reader.readline(), 3)
+    assert line == b"ANSWER\n"
+    await asyncio.sleep(0.05)
+    peer.send(b"200 result=0\n")
+    await peer.expect('SET VARIABLE ACD_CHOICE "1"', "200 result=1")
+    assert await peer.closed_by_server()
+    peer.close()
+    await wait_idle(server)
+    durations = [d for batch in batches for d in batch]
+    assert len(durations) == 2
+    assert 0.045 <= durations[0] < 1.0
+    assert 0 <= durations[1] < durations[0]
