@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from types import MappingProxyType
 from typing import NamedTuple
 from urllib.parse import parse_qsl
@@ -69,11 +68,22 @@ def parse_env_line(line: str) -> tuple[str, str]:
     return key, value
 
 
-@dataclass(frozen=True, slots=True)
-class AgiEnv:
-    """The ``agi_*`` variables Asterisk sent when the call arrived."""
+# A whole header block as Asterisk sends it: ``agi_key: value`` lines, the same rule as
+# ``parse_env_line`` (the key runs up to the first colon and holds no blank).
+_ENV_BLOCK = re.compile(r"agi_[^ :\n]*:[^\n]*(?:\nagi_[^ :\n]*:[^\n]*)*")
 
-    raw: Mapping[str, str]
+
+class AgiEnv:
+    """The ``agi_*`` variables Asterisk sent when the call arrived.
+
+    ``parse`` checks the whole block at once but splits it into variables only when one
+    is asked for: a call reads a handful of the two dozen, so most are never split."""
+
+    __slots__ = ("_raw", "_text")
+
+    def __init__(self, raw: Mapping[str, str] | None = None, *, _text: str = "") -> None:
+        self._raw = raw
+        self._text = _text  # the block between two newlines, when built by parse()
 
     @classmethod
     def from_lines(cls, lines: list[str]) -> AgiEnv:
@@ -83,18 +93,36 @@ class AgiEnv:
     @classmethod
     def parse(cls, block: str) -> AgiEnv:
         """Build from the header block (lines joined by ``\\n``, blank line removed)."""
-        lines = block.split("\n")
-        # Fast path for what Asterisk sends; anything else goes line by line, which
-        # also names the offending line.
-        if block.startswith("agi_") and block.count("\nagi_") == len(lines) - 1:
-            try:
-                return cls(dict([line.split(": ", 1) for line in lines]))
-            except ValueError:
-                pass
-        return cls.from_lines(lines)
+        if _ENV_BLOCK.fullmatch(block):
+            return cls(_text=f"\n{block}\n")
+        return cls.from_lines(block.split("\n"))  # names the offending line
+
+    @property
+    def raw(self) -> Mapping[str, str]:
+        """Every variable, by name."""
+        if self._raw is None:
+            self._raw = dict(parse_env_line(line) for line in self._text[1:-1].split("\n"))
+        return self._raw
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, AgiEnv) and dict(self.raw) == dict(other.raw)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"AgiEnv({dict(self.raw)!r})"
 
     def _get(self, key: str) -> str:
-        return self.raw.get(key, "")
+        if self._raw is not None:
+            return self._raw.get(key, "")
+        text = self._text
+        at = text.rfind(f"\n{key}:")  # the last one wins, as in a dict
+        if at < 0:
+            return ""
+        at += len(key) + 2
+        if text.startswith(" ", at):
+            at += 1
+        return text[at : text.index("\n", at)]
 
     @property
     def request(self) -> str:

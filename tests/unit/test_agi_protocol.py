@@ -154,6 +154,26 @@ def test_env_fields(build: object) -> None:
     assert env.raw["agi_accountcode"] == ""
 
 
+def test_env_read_on_demand_agrees_with_a_full_parse() -> None:
+    """Variables are split out only when asked for; what comes back is what a full
+    parse gives, including names that are prefixes of others and repeated names."""
+    lines = [
+        "agi_arg_10: ten",
+        "agi_arg_1: one",
+        "agi_callerid:5551234",
+        "agi_uniqueid: 1.1",
+        "agi_uniqueid: 1.2",
+        "agi_dnid: ",
+    ]
+    lazy, full = AgiEnv.parse("\n".join(lines)), AgiEnv.from_lines(lines)
+    for name in ("callerid", "uniqueid", "dnid", "channel", "args", "network_script"):
+        assert getattr(lazy, name) == getattr(full, name), name
+    assert lazy.callerid == "5551234"
+    assert lazy.uniqueid == "1.2"
+    assert lazy.args == ("one",)
+    assert lazy == full
+
+
 def test_env_without_script_has_empty_route() -> None:
     env = AgiEnv.parse("agi_network: yes\nagi_channel: SIP/x")
     assert env.network_script == ""
@@ -165,8 +185,14 @@ def test_env_line_must_be_agi() -> None:
     for bad in ("GET / HTTP/1.1", "Host: example.com", "agi_bad key: x", "agi_nocolon"):
         with pytest.raises(AGIProtocolError):
             parse_env_line(bad)
-    with pytest.raises(AGIProtocolError):
-        AgiEnv.parse("agi_network: yes\nGET / HTTP/1.1")
+    for block in (
+        "agi_network: yes\nGET / HTTP/1.1",
+        "GET / HTTP/1.1\nagi_network: yes",
+        "agi_network: yes\nagi_bad key: x",
+        "agi_network: yes\n\nagi_channel: x",
+    ):
+        with pytest.raises(AGIProtocolError):
+            AgiEnv.parse(block)
 
 
 # --- arguments --------------------------------------------------------------------------
