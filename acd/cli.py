@@ -204,5 +204,32 @@ def _render_dot(text: str, fmt: str) -> bytes:
     return done.stdout
 
 
+def _add_staffing() -> None:
+    from acd.staffing_cli import staffing
+
+    main.add_command(staffing)
+
+
+_add_staffing()
+
+
+def _add_report() -> None:
+    from acd.reports.cli import report
+
+    main.add_command(report)
+
+
+_add_report()
+
+
+def _add_users() -> None:
+    from acd.api.cli import users
+
+    main.add_command(users)
+
+
+_add_users()
+
+
 if __name__ == "__main__":
     main()

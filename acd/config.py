@@ -11,9 +11,16 @@ import re
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -67,6 +74,13 @@ class DatabaseSettings(_Section):
     migrate_on_start: bool = True
     batch_size: int = Field(default=200, ge=1)
     flush_interval: float = Field(default=0.2, gt=0)
+    spool_dir: Path = Field(
+        default=Path("/var/lib/acd/spool"),
+        description="local journal of records not yet in PostgreSQL (survives a kill)",
+    )
+    spool_sync_interval: float = Field(
+        default=0.05, gt=0, le=5, description="seconds between fsyncs of the spool"
+    )
 
 
 class HotlineSettings(_Section):
@@ -118,6 +132,47 @@ class AcdSettings(_Section):
     )
 
 
+class HttpSettings(_Section):
+    """The HTTP API, supervisors' and agents' pages (``/api/v1``, ``/metrics``)."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535, description="0: any free port (tests)")
+    session_hours: float = Field(
+        default=12.0, gt=0, description="how long a login (cookie or bearer token) lasts"
+    )
+    secure_cookie: bool = Field(
+        default=False, description="mark the session cookie Secure (set behind a TLS proxy)"
+    )
+    max_upload_bytes: int = Field(
+        default=1_048_576, ge=1024, description="cap on a request body (a flow upload)"
+    )
+
+
+def _check_timezone(value: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r} (use an IANA name: Europe/Berlin)") from None
+    return value
+
+
+class ReportsSettings(_Section):
+    """Reports (``acd report``, the HTTP API): the center's clock and the KPI thresholds."""
+
+    timezone: Annotated[str, AfterValidator(_check_timezone)] = Field(
+        default="UTC", description="the center's time zone: report dates and intervals are local"
+    )
+    service_level_s: float = Field(
+        default=20.0, ge=0, description="service-level threshold T (answered within T seconds)"
+    )
+    short_abandon_s: float = Field(
+        default=5.0, ge=0, description="abandons within this many seconds are short abandons"
+    )
+
+
 class DaemonSettings(_Section):
     """Process-wide behaviour."""
 
@@ -139,6 +194,8 @@ class Settings(BaseSettings):
     hotline: HotlineSettings = HotlineSettings()
     ivr: IvrSettings = IvrSettings()
     acd: AcdSettings = AcdSettings()
+    http: HttpSettings = HttpSettings()
+    reports: ReportsSettings = ReportsSettings()
     daemon: DaemonSettings = DaemonSettings()
 
     @classmethod

@@ -8,6 +8,10 @@ period, then flush the records.
 
 IVR flows are loaded before FastAGI starts and reloaded on SIGHUP or when their files
 change; a broken edit is logged and the flows already live keep serving.
+
+Under systemd (``deploy/acd.service``, Type=notify) the daemon says READY once it takes
+calls, RELOADING/READY around a SIGHUP reload and STOPPING on shutdown, and pings the
+watchdog from its event loop (``acd.ops.systemd``).
 """
 
 from __future__ import annotations
@@ -22,15 +26,19 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from acd.agi import AGISession, FastAGIServer
 from acd.ami import AmiLink
+from acd.api.app import AppContext, HttpServer
 from acd.config import Settings
 from acd.db.engine import make_async_engine
 from acd.db.migrate import upgrade
+from acd.db.spool import Spool
 from acd.db.writer import CallRecordWriter, RowWriter
 from acd.inbound import CallHandler, call_logged
 from acd.ivr.hotline import HotlineGreeting
 from acd.ivr.registry import FlowRegistry, FlowVersion
 from acd.ivr.route import FlowRoute, build_lookups, version_row
 from acd.log import get_logger, redact_url
+from acd.metrics import observe_agi_commands
+from acd.ops.systemd import SystemdNotifier
 from acd.queues.config import CenterConfig, QueuesConfigError
 from acd.queues.reload import QueuesWatcher
 from acd.queues.routes import AgentCodes, QueueRoute
@@ -59,27 +67,44 @@ class Daemon:
         self.flows: FlowRegistry | None = None
         self.acd: AcdService | None = None
         self.queues: QueuesWatcher | None = None
+        self.http_server: HttpServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self.systemd = SystemdNotifier.from_environ()
+        self._reloads: set[asyncio.Task[None]] = set()
 
     def request_stop(self) -> None:
         """Begin a graceful shutdown (SIGTERM, SIGINT)."""
         if not self._stopping.is_set():
             log.info("shutdown_requested")
             self._stopping.set()
+            grace = self.settings.daemon.shutdown_grace
+            calls = self.agi.active_sessions if self.agi is not None else 0
+            # systemd waits for the drain and the flush, even past TimeoutStopSec.
+            self.systemd.stopping(f"stopping: {calls} calls finishing", extend=grace + 15.0)
 
     async def run(self) -> int:
         s = self.settings
+        watchdog = asyncio.create_task(self.systemd.keep_alive(self.status), name="watchdog")
         url = s.database.url.get_secret_value()
         migration: asyncio.Task[None] | None = None
         if s.database.migrate_on_start:
             migration = asyncio.create_task(_migrate_until_done(url), name="db-migrate")
         engine = make_async_engine(url)
+        # Each writer journals to its own spool; leftovers of a previous run are replayed
+        # in the background, so calls are taken at once.
+        db = s.database
         self.writer = CallRecordWriter(
-            engine, batch_size=s.database.batch_size, flush_interval=s.database.flush_interval
+            engine,
+            batch_size=db.batch_size,
+            flush_interval=db.flush_interval,
+            spool=Spool(db.spool_dir / "calls", sync_interval=db.spool_sync_interval),
         )
         await self.writer.start()
         self.ivr_writer = RowWriter(
-            engine, batch_size=s.database.batch_size, flush_interval=s.database.flush_interval
+            engine,
+            batch_size=db.batch_size,
+            flush_interval=db.flush_interval,
+            spool=Spool(db.spool_dir / "rows", sync_interval=db.spool_sync_interval),
         )
         await self.ivr_writer.start()
         http = aiohttp.ClientSession()
@@ -117,8 +142,10 @@ class Daemon:
             max_line_bytes=s.agi.max_line_bytes,
             header_timeout=s.agi.header_timeout,
             command_timeout=s.agi.command_timeout,
+            observe_commands=observe_agi_commands,
         )
         await self.agi.start()
+        await self._start_http(engine, handlers["flow"])
         log.info(
             "daemon_ready",
             agi=f"{s.agi.host}:{self.agi.port}",
@@ -126,6 +153,7 @@ class Daemon:
             routes=sorted(routes),
         )
         self.ready.set()
+        self.systemd.ready(self.status())
         try:
             await self._stopping.wait()
         finally:
@@ -136,7 +164,44 @@ class Daemon:
             await self._shutdown()
             await http.close()
             await engine.dispose()
+            watchdog.cancel()
         return 0
+
+    async def _start_http(self, engine: AsyncEngine, ivr: CallHandler) -> None:
+        """The HTTP API and pages (``[http]``); a port that cannot be bound is logged and
+        the calls go on without them."""
+        if not self.settings.http.enabled or self.flows is None:
+            return
+        ctx = AppContext(
+            settings=self.settings,
+            engine=engine,
+            flows=self.flows,
+            acd=self.acd,
+            writer=self.writer,
+            rows=self.ivr_writer,
+            ami=self.ami,
+            agi=self.agi,
+            ivr=ivr if isinstance(ivr, FlowRoute) else None,
+            queues=self.queues,
+        )
+        try:
+            server = HttpServer(ctx)
+            await server.start()
+        except OSError as exc:
+            log.error("http_failed", error=str(exc), port=self.settings.http.port)
+            return
+        except Exception:  # a broken page or metric must not take the calls down with it
+            log.exception("http_failed", port=self.settings.http.port)
+            return
+        self.http_server = server
+
+    def status(self) -> str:
+        """One line for ``systemctl status``."""
+        if not self.ready.is_set():
+            return "starting"
+        calls = self.agi.active_sessions if self.agi is not None else 0
+        ami = "up" if self.ami is not None and self.ami.up else "down"
+        return f"taking calls: {calls} in progress, AMI {ami}"
 
     def _flow_registry(
         self, engine: AsyncEngine, http: aiohttp.ClientSession, rows: RowWriter
@@ -156,9 +221,23 @@ class Daemon:
     def reload_flows(self) -> None:
         """Reload the IVR flows and the queues now (SIGHUP)."""
         log.info("ivr_flows_reload_requested")
-        if self.flows is not None:
-            self.flows.request_reload()
-        self.reload_queues()
+        task = asyncio.create_task(self.reload(), name="reload")
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
+
+    async def reload(self) -> None:
+        """Re-read flows and queues; systemd shows the unit reloading until both are done."""
+        self.systemd.reloading()
+        try:
+            if self.flows is not None:
+                await self.flows.reload()
+            if self.queues is not None:
+                await self.queues.reload()
+        except Exception:  # a broken edit is refused inside; this is a surprise
+            log.exception("reload_failed")
+        finally:
+            log.info("reload_done")
+            self.systemd.ready(self.status())
 
     def reload_queues(self) -> None:
         """Re-read the queues file now; a broken edit leaves the live one in place."""
@@ -191,6 +270,14 @@ class Daemon:
         if self.agi is not None:
             log.info("agi_draining", calls=self.agi.active_sessions, grace=grace)
             await self.agi.stop(grace)
+        if self.http_server is not None:
+            # After the calls: supervisors watch the drain. Bounded: open WebSockets are
+            # closed within the runner's shutdown timeout.
+            try:
+                async with asyncio.timeout(10.0):
+                    await self.http_server.stop()
+            except TimeoutError:
+                log.warning("http_stop_timeout")
         if self.acd is not None:
             await self.acd.stop()
         if self.ami is not None:

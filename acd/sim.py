@@ -197,6 +197,11 @@ class DaemonProcess:
             f"daemon log has no {count} x {name!r} (exit={self.proc.poll()}):\n{self.log_tail()}"
         )
 
+    @property
+    def http_port(self) -> int:
+        """The HTTP API's port, from its ``http_ready`` log line (tests run ``port = 0``)."""
+        return int(self.wait_event("http_ready")[-1]["port"])
+
     def terminate(self, timeout: float = 60.0) -> int:
         """SIGTERM, as systemd stops it, then the exit code."""
         if self.proc.poll() is None:

@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import logging
 import os
+import shutil
 import signal
 import statistics
 import sys
@@ -139,7 +140,11 @@ async def serve_acd(n: int) -> int:
         for step in rest:
             await step(session)
 
-    server = FastAGIServer({ROUTE: handler}, port=0)
+    from acd.metrics import CommandLatency
+
+    # As the daemon runs it: command round trips feed the latency histogram.
+    latency = CommandLatency()
+    server = FastAGIServer({ROUTE: handler}, port=0, observe_commands=latency.add)
     await server.start()
     _alive.append(server)
     return server.port
@@ -249,11 +254,24 @@ class Figures:
     sessions: float  # calls completed per second
     commands: float  # commands answered per second
     errors: int  # calls cut short, unknown commands, refused connections
+    cpu_us: float  # server CPU time (user + system) per completed call, in microseconds
 
 
-async def measure(port: int, sessions: int, n: int, duration: float) -> Figures:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux ``/proc``; 0 elsewhere).
+
+    The load generator shares the machine with the server, so sessions/s partly measures
+    the generator; the server's own CPU time per call is the cost of the server alone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def measure(port: int, sessions: int, n: int, duration: float, pid: int) -> Figures:
     """Keep ``sessions`` calls going; count what completes in ``duration`` seconds after
-    a short warm-up."""
+    a short warm-up, and the CPU time server ``pid`` spends meanwhile."""
     loop = asyncio.get_running_loop()
     load = Load(n)
     finished = asyncio.Event()
@@ -285,15 +303,16 @@ async def measure(port: int, sessions: int, n: int, duration: float) -> Figures:
     for _ in range(sessions):
         start_call()
     await asyncio.sleep(min(1.0, duration / 3))
-    s0, c0, t0 = load.sessions, load.commands, time.perf_counter()
+    s0, c0, t0, cpu0 = load.sessions, load.commands, time.perf_counter(), cpu_seconds(pid)
     await asyncio.sleep(duration)
-    s1, c1, t1 = load.sessions, load.commands, time.perf_counter()
+    s1, c1, t1, cpu1 = load.sessions, load.commands, time.perf_counter(), cpu_seconds(pid)
     load.running = False
     try:
         await asyncio.wait_for(finished.wait(), 10)
     except TimeoutError:
         load.errors += open_calls
-    return Figures((s1 - s0) / (t1 - t0), (c1 - c0) / (t1 - t0), load.errors)
+    cpu_us = (cpu1 - cpu0) / max(1, s1 - s0) * 1e6
+    return Figures((s1 - s0) / (t1 - t0), (c1 - c0) / (t1 - t0), load.errors, cpu_us)
 
 
 # asyncio reads sockets into a fresh 256 KiB buffer every time. Whether glibc serves it
@@ -321,7 +340,8 @@ async def bench_one(kind: str, args: argparse.Namespace) -> Figures:
         line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
         if not line.startswith("PORT "):
             raise RuntimeError(f"{kind} server did not start: {line!r}")
-        return await measure(int(line.split()[1]), args.sessions, args.commands, args.duration)
+        port = int(line.split()[1])
+        return await measure(port, args.sessions, args.commands, args.duration, proc.pid)
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGTERM)
@@ -332,7 +352,115 @@ async def bench_one(kind: str, args: argparse.Namespace) -> Figures:
             await proc.wait()
 
 
+# --- instructions per call (valgrind) --------------------------------------------------
+
+
+async def place_calls(port: int, n: int, calls: int, concurrent: int = 20) -> Load:
+    """Place exactly ``calls`` calls, ``concurrent`` at a time, and wait for all."""
+    loop = asyncio.get_running_loop()
+    load = Load(n)
+    all_done = asyncio.Event()
+    placed = open_calls = 0
+
+    def call_done() -> None:
+        nonlocal open_calls
+        open_calls -= 1
+        if placed < calls:
+            place()
+        elif open_calls == 0:
+            all_done.set()
+
+    async def connect() -> None:
+        try:
+            await loop.create_connection(lambda: FakeAsterisk(load, call_done), "127.0.0.1", port)
+        except OSError:
+            load.errors += 1
+            call_done()
+
+    def place() -> None:
+        nonlocal placed, open_calls
+        placed += 1
+        open_calls += 1
+        _alive.append(loop.create_task(connect()))
+
+    for _ in range(min(concurrent, calls)):
+        place()
+    await asyncio.wait_for(all_done.wait(), 600)
+    return load
+
+
+async def instructions_run(kind: str, n: int, calls: int, out: Path) -> tuple[int, Load]:
+    """User-space instructions a server executes from start to exit, serving ``calls``."""
+    proc = await asyncio.create_subprocess_exec(
+        "valgrind",
+        "--tool=callgrind",
+        f"--callgrind-out-file={out}",
+        sys.executable,
+        __file__,
+        "--serve",
+        kind,
+        "--commands",
+        str(n),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+        # pymalloc's arenas make valgrind's counts depend on history; plain malloc doesn't
+        env={**os.environ, **MALLOC_ENV, "PYTHONMALLOC": "malloc"},
+    )
+    assert proc.stdout is not None
+    first = (await asyncio.wait_for(proc.stdout.readline(), 120)).decode()
+    if not first.startswith("PORT "):
+        raise RuntimeError(f"{kind} server did not start under valgrind: {first!r}")
+    load = await place_calls(int(first.split()[1]), n, calls)
+    proc.send_signal(signal.SIGTERM)
+    await proc.wait()
+    return _summary(out), load
+
+
+def _summary(out: Path) -> int:
+    """The total instruction count callgrind wrote."""
+    for line in out.read_text().splitlines():
+        if line.startswith("summary:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no instruction count in {out}")
+
+
+async def instructions(args: argparse.Namespace) -> None:
+    """Instructions per call, from two runs of each server that differ only in the number
+    of calls: start-up and shut-down cancel out. Deterministic, so other work on the
+    machine does not move it; it leaves out the kernel's share (the same system calls
+    for all three servers), so it shows the servers' own cost of a call."""
+    import tempfile
+
+    if shutil.which("valgrind") is None:
+        raise SystemExit("--instructions needs valgrind (apt-get install valgrind)")
+    few, many = args.calls, 4 * args.calls
+    print(f"user-space instructions per call ({args.commands} commands), {few} vs {many} calls")
+    per_call: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind in SERVERS:
+            counts = []
+            for calls in (few, many):
+                ir, load = await instructions_run(kind, args.commands, calls, Path(tmp) / kind)
+                if load.errors or load.sessions != calls:
+                    got = f"{load.sessions}/{calls} calls, {load.errors} errors"
+                    raise RuntimeError(f"{kind}: {got}")
+                counts.append(ir)
+            per_call[kind] = (counts[1] - counts[0]) / (many - few)
+            print(f"  {kind:<11} {per_call[kind] / 1000:9.1f} k instructions/call")
+    print()
+    for name, other, target in (
+        ("acd/raw", "raw", TARGET_RAW),
+        ("acd/panoramisk", "panoramisk", TARGET_PANORAMISK),
+    ):
+        ratio = per_call[other] / per_call["acd"]
+        verdict = "met" if ratio >= target else "MISSED"
+        print(f"{name:<15} {ratio:5.2f} x calls per instruction   target >= {target}: {verdict}")
+
+
 async def main(args: argparse.Namespace) -> None:
+    if args.instructions:
+        await instructions(args)
+        return
     runs: dict[str, list[Figures]] = {k: [] for k in SERVERS}
     print(
         f"{args.sessions} concurrent calls, {args.commands} commands each, "
@@ -345,7 +473,7 @@ async def main(args: argparse.Namespace) -> None:
             runs[kind].append(f)
             print(
                 f"  round {r + 1}  {kind:<11} {f.sessions:8.0f} sessions/s "
-                f"{f.commands:9.0f} commands/s"
+                f"{f.commands:9.0f} commands/s {f.cpu_us:7.0f} us server CPU/call"
             )
 
     # Other work on the machine only ever slows a round down, so the best round is the
@@ -356,17 +484,21 @@ async def main(args: argparse.Namespace) -> None:
     def med(kind: str, attr: str) -> float:
         return float(statistics.median(getattr(f, attr) for f in runs[kind]))
 
+    def least_cpu(kind: str) -> float:
+        return float(min(f.cpu_us for f in runs[kind]))
+
     print()
-    print(f"{'':<11} {'best round':>23}   {'median':>23}")
+    print(f"{'':<11} {'best round':>23}   {'median':>23}   {'server CPU/call':>15}")
     print(
         f"{'server':<11} {'sessions/s':>11} {'commands/s':>11}   {'sessions/s':>11} "
-        f"{'commands/s':>11}  {'errors':>6}"
+        f"{'commands/s':>11}   {'least us':>15}  {'errors':>6}"
     )
     for kind in SERVERS:
         errors = sum(f.errors for f in runs[kind])
         print(
             f"{kind:<11} {best(kind, 'sessions'):11.0f} {best(kind, 'commands'):11.0f}   "
-            f"{med(kind, 'sessions'):11.0f} {med(kind, 'commands'):11.0f}  {errors:6d}"
+            f"{med(kind, 'sessions'):11.0f} {med(kind, 'commands'):11.0f}   "
+            f"{least_cpu(kind):15.0f}  {errors:6d}"
         )
     print()
     for name, other, target in (
@@ -375,10 +507,12 @@ async def main(args: argparse.Namespace) -> None:
     ):
         ratio = best("acd", "sessions") / best(other, "sessions")
         median_ratio = med("acd", "sessions") / med(other, "sessions")
+        # Calls per server CPU-second: what each server would do with a core to itself.
+        cpu_ratio = least_cpu(other) / least_cpu("acd") if least_cpu("acd") else 0.0
         verdict = "met" if ratio >= target else "MISSED"
         print(
-            f"{name:<15} {ratio:5.2f} x sessions/s (median {median_ratio:4.2f})   "
-            f"target >= {target}: {verdict}"
+            f"{name:<15} {ratio:5.2f} x sessions/s (median {median_ratio:4.2f}, "
+            f"per CPU-second {cpu_ratio:4.2f})   target >= {target}: {verdict}"
         )
 
 
@@ -393,6 +527,13 @@ def parse_args() -> argparse.Namespace:
         action="store_true",
         help="leave glibc's malloc thresholds alone (figures then vary from run to run)",
     )
+    p.add_argument(
+        "--instructions",
+        action="store_true",
+        help="count each server's instructions per call under valgrind instead of timing "
+        "(slow, a few minutes, but unmoved by other load on the machine)",
+    )
+    p.add_argument("--calls", type=int, default=100, help="calls per --instructions run (100)")
     p.add_argument("--serve", choices=SERVERS, help=argparse.SUPPRESS)
     return p.parse_args()
 

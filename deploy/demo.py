@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -213,6 +214,19 @@ def report_acd(db_url: str, placed: list[tuple[Caller, SimulatedCall]], since: f
         print(f"  {agent}: {path}")
 
 
+def queue_report(db_url: str, since: float) -> None:
+    """What a supervisor gets from ``acd report`` for the demo's minutes (UTC)."""
+    start = datetime.fromtimestamp(since, UTC).replace(second=0, microsecond=0)
+    span = [f"{t:%Y-%m-%d %H:%M}" for t in (start, start + timedelta(hours=1))]
+    print(f"\nacd report queues --from '{span[0]}' --to '{span[1]}' --interval total --tz UTC")
+    options = ["--from", span[0], "--to", span[1], "--interval", "total", "--tz", "UTC"]
+    subprocess.run(
+        [sys.executable, "-m", "acd", "report", "queues", *options],
+        env={**os.environ, "ACD_DATABASE__URL": db_url},
+        check=False,
+    )
+
+
 def testbed(*args: str) -> str:
     return subprocess.run([str(TESTBED), *args], check=True, capture_output=True, text=True).stdout
 
@@ -346,6 +360,7 @@ def main() -> int:
         since = time.time()
         placed = asyncio.run(run_acd(settings))
         report_acd(args.database_url, placed, since)
+        queue_report(args.database_url, since)
         print("\nplacing calls into the sample IVR flow ivr_flows/hotline.yaml ([acd-ivr])")
         placed = asyncio.run(place_calls(settings, IVR_CALLERS, "acd-ivr", 20))
         report_ivr(args.database_url, placed)

@@ -2,6 +2,7 @@
 
 pytest_plugins = [
     "tests.fixtures.postgres",
+    "tests.fixtures.private_postgres",
     "tests.fixtures.testbed",
     "tests.fixtures.daemon",
     "tests.fixtures.acd",

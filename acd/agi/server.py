@@ -11,6 +11,7 @@ measures the difference.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -223,6 +224,10 @@ class _HeaderTimeout(Exception):
     """Raised inside the header read when Asterisk's header does not arrive in time."""
 
 
+# Bytes asked for per read: below glibc's mmap threshold (128 KiB), above any line.
+_READ_SIZE = 16384
+
+
 class _Connection(asyncio.Protocol):
     """One Asterisk connection, with the StreamReader calls the server and
     ``AGISession`` use (``readuntil``, ``set_exception``, ``exception``, ``transport``).
@@ -257,6 +262,12 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        # asyncio's socket transports read with recv(256 KiB): a fresh block that glibc
+        # maps and unmaps for every read (mmap, mremap, munmap: ~3x the cost of a
+        # 16 KiB read, measured in bench/agi_throughput.py). Asterisk's lines are short.
+        if getattr(transport, "max_size", 0) > _READ_SIZE:
+            with contextlib.suppress(AttributeError):  # other loops' transports
+                transport.max_size = _READ_SIZE  # type: ignore[attr-defined]
         self._on_connect(self)
 
     def data_received(self, data: bytes) -> None:

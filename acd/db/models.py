@@ -10,9 +10,11 @@ from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     Double,
+    ForeignKey,
     Identity,
     Index,
     Integer,
@@ -21,6 +23,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -136,9 +139,12 @@ QUEUE_EVENT_KINDS = (
     "callback_placed",
     "callback_failed",
     "complete",
+    "wrap_up",
 )
 AGENT_STATES = ("logged_out", "not_ready", "ready", "wrap_up")
 HUNG_UP_BY = ("caller", "agent", "system")
+#: Events that end a caller's wait, and the talk after an answer: all a queue report reads.
+OUTCOME_KINDS = ("answer", "abandon", "timeout", "callback_requested", "complete", "wrap_up")
 
 
 def _one_of(column: str, values: tuple[str, ...]) -> str:
@@ -150,7 +156,8 @@ class QueueEvent(Base):
 
     ``event_id`` is made when the event happens, so a batch written twice (a lost commit
     reply) still leaves one row. ``wait_s`` is seconds since the interaction arrived in
-    its first queue; ``talk_s`` and ``hung_up_by`` are set on ``complete``.
+    its first queue; ``talk_s`` and ``hung_up_by`` are set on ``complete``, ``wrap_up_s`` on
+    ``wrap_up`` (written when the agent's wrap-up after that call ends).
     """
 
     __tablename__ = "queue_events"
@@ -168,6 +175,7 @@ class QueueEvent(Base):
     wait_s: Mapped[float | None] = mapped_column(Double)
     talk_s: Mapped[float | None] = mapped_column(Double)
     hung_up_by: Mapped[str | None] = mapped_column(Text)
+    wrap_up_s: Mapped[float | None] = mapped_column(Double)
     priority: Mapped[int | None] = mapped_column(Integer)
     detail: Mapped[dict[str, object]] = mapped_column(JSONB)
 
@@ -176,6 +184,27 @@ class QueueEvent(Base):
         CheckConstraint(_one_of("hung_up_by", HUNG_UP_BY), name="hung_up_by"),
         Index("ix_queue_events_queue_at", "queue", "at"),
         Index("ix_queue_events_agent_id_at", "agent_id", "at"),
+        # Reports (migration 0005): index-only scans over the rows a report reads.
+        Index(
+            "ix_queue_events_outcomes",
+            "queue",
+            "at",
+            postgresql_include=[
+                "kind",
+                "wait_s",
+                "talk_s",
+                "wrap_up_s",
+                "interaction_id",
+                "detail",
+            ],
+            postgresql_where=text(_one_of("kind", OUTCOME_KINDS)),
+        ),
+        Index(
+            "ix_queue_events_complete_at",
+            "at",
+            postgresql_include=["agent_id", "talk_s", "queue", "detail"],
+            postgresql_where=text("kind = 'complete'"),
+        ),
     )
 
 
@@ -195,6 +224,7 @@ class AgentEvent(Base):
     __table_args__ = (
         CheckConstraint(_one_of("state", AGENT_STATES), name="state"),
         Index("ix_agent_events_agent_id_at", "agent_id", "at"),
+        Index("ix_agent_events_at", "at"),
     )
 
 
@@ -203,3 +233,91 @@ queue_events: Table = Base.metadata.tables["queue_events"]
 agent_events: Table = Base.metadata.tables["agent_events"]
 flow_versions: Table = Base.metadata.tables["flow_versions"]
 ivr_steps: Table = Base.metadata.tables["ivr_steps"]
+
+
+ROLES = ("supervisor", "agent", "viewer")
+TOKEN_KINDS = ("session", "token")
+
+
+class User(Base):
+    """An account of the HTTP API and the pages; ``agent_id`` ties an agent's account to
+    the agent of the queues file, whose state only that account (or a supervisor) sets."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
+    name: Mapped[str] = mapped_column(Text, unique=True)
+    role: Mapped[str] = mapped_column(Text)
+    password_hash: Mapped[str] = mapped_column(Text)
+    agent_id: Mapped[str | None] = mapped_column(Text)
+    disabled: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (
+        CheckConstraint(_one_of("role", ROLES), name="role"),
+        CheckConstraint("role <> 'agent' OR agent_id IS NOT NULL", name="agent_has_agent_id"),
+    )
+
+
+class ApiToken(Base):
+    """A login: the browser's session cookie or a script's bearer token. Only the SHA-256
+    of the token is stored, so a database dump does not hand out logins."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    token_sha256: Mapped[str] = mapped_column(Text, unique=True)
+    user_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (CheckConstraint(_one_of("kind", TOKEN_KINDS), name="kind"),)
+
+
+class AuditEntry(Base):
+    """Who changed what through the API, and how it was before and after. ``actor`` is
+    the account name as text, so the history outlives the account. Written through the
+    batched writer, so a change made while PostgreSQL is away is still recorded."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    #: Made when the change happens: a batch the writer sends twice stays one row.
+    event_id: Mapped[str] = mapped_column(Text, unique=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    actor: Mapped[str] = mapped_column(Text)
+    role: Mapped[str] = mapped_column(Text)
+    action: Mapped[str] = mapped_column(Text)
+    target: Mapped[str] = mapped_column(Text)
+    before: Mapped[dict[str, object] | None] = mapped_column(JSONB)
+    after: Mapped[dict[str, object] | None] = mapped_column(JSONB)
+
+    __table_args__ = (
+        Index("ix_audit_log_at", "at"),
+        Index("ix_audit_log_target_at", "target", "at"),
+    )
+
+
+class FlowUpload(Base):
+    """A flow version uploaded through the API (``seq`` counts per flow). Activating one
+    writes it to the flows folder, where the registry picks it up; ``activated_at`` is
+    its last activation, which is what a rollback goes back by."""
+
+    __tablename__ = "flow_uploads"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    flow: Mapped[str] = mapped_column(Text)
+    seq: Mapped[int] = mapped_column(Integer)
+    content: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(Text)
+    uploaded_by: Mapped[str] = mapped_column(Text)
+    uploaded_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    comment: Mapped[str] = mapped_column(Text, server_default=text("''"))
+    activated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (UniqueConstraint("flow", "seq"),)

@@ -4,8 +4,12 @@
 batches. While PostgreSQL is unreachable the queue keeps growing (up to ``max_pending``,
 oldest dropped first), one warning is logged for the whole outage, and writing resumes by
 itself with backoff. The upsert is idempotent, so a batch whose commit reply was lost is
-simply written again. ``stop`` hands back whatever could not be written: that list (and
-the queue itself) is where a durable disk spool plugs in.
+simply written again. ``stop`` hands back whatever could not be written.
+
+With a ``Spool`` (``acd.db.spool``) every accepted item is also journaled on local disk
+before it is written, and confirmed there once the database has it; items a killed or
+stopped daemon left behind are replayed, oldest first, when the next writer starts
+(in the background: ``submit`` works at once, the queue writes once the replay is in).
 
 ``BatchWriter`` is that machinery for any kind of row; ``CallRecordWriter`` upserts
 ``calls`` and ``RowWriter`` inserts append-only rows (IVR steps, flow versions).
@@ -28,7 +32,9 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from acd.core.calls import CallRecord, Disposition
-from acd.db.models import calls
+from acd.db.bulk import binary_sql, column_arrays, insert_sql
+from acd.db.models import Base, calls
+from acd.db.spool import Spool, SpoolError, from_json, to_json
 from acd.log import get_logger
 
 log = get_logger(__name__)
@@ -71,6 +77,8 @@ def _upsert_statement() -> Insert:
 
 
 UPSERT = _upsert_statement()
+#: ``UPSERT`` with its arrays sent in binary (``acd.db.bulk``: text costs more than the insert).
+_UPSERT_BINARY = binary_sql(UPSERT)
 
 
 def _column_value(value: Any) -> Any:
@@ -128,6 +136,7 @@ class BatchWriter(Generic[K, T]):
         write_timeout: float = 30.0,
         retry_initial: float = 0.5,
         retry_max: float = 30.0,
+        spool: Spool | None = None,
     ) -> None:
         if batch_size < 1 or max_pending < 1:
             raise ValueError("batch_size and max_pending must be at least 1")
@@ -142,6 +151,11 @@ class BatchWriter(Generic[K, T]):
         self._queue: OrderedDict[K, T] = OrderedDict()
         # The batch being written: kept until the database confirms it.
         self._batch: list[T] = []
+        # Spool segments each queued key's journal entries sit in (one per submission).
+        self._refs: dict[K, list[int]] = {}
+        self._batch_refs: list[int] = []
+        self.spool = spool
+        self.replayed = 0
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._has_work = asyncio.Event()
@@ -171,12 +185,29 @@ class BatchWriter(Generic[K, T]):
     async def _write(self, items: Sequence[T]) -> None:
         raise NotImplementedError
 
+    def _encode(self, item: T) -> Any:
+        """``item`` as a JSON-able value for the spool (datetimes are fine)."""
+        raise NotImplementedError
+
+    def _decode(self, payload: Any) -> T:
+        """The inverse of ``_encode`` (payload datetimes already restored)."""
+        raise NotImplementedError
+
     # -- the machinery ----------------------------------------------------------------
 
     @property
     def pending(self) -> int:
         """Items accepted but not yet confirmed written."""
         return len(self._queue) + len(self._batch)
+
+    @property
+    def spooled(self) -> int:
+        """Journaled items the database has not confirmed yet (0 without a spool)."""
+        return self.spool.records if self.spool is not None else 0
+
+    @property
+    def spooled_bytes(self) -> int:
+        return self.spool.bytes if self.spool is not None else 0
 
     def submit(self, item: T) -> None:
         """Queue ``item``; returns at once and never raises (a call must not wait)."""
@@ -197,26 +228,104 @@ class BatchWriter(Generic[K, T]):
             log.warning(f"{self.singular}_invalid", **self._label(item), problems=problems)
             return
         key = self._key(item)
+        segment = self._journal(item)
         earlier = self._queue.get(key)
         if earlier is not None:
             self._queue[key] = self._merge(earlier, item)
         else:
             self._queue[key] = item
             if self.pending > self._max_pending:
-                self._queue.popitem(last=False)
+                oldest, _ = self._queue.popitem(last=False)
+                # Left unconfirmed in the spool, so the next start replays it.
+                self._refs.pop(oldest, None)
                 self.dropped += 1
                 if not self._overflowing:
                     self._overflowing = True
-                    log.error(f"{self.plural}_overflow", max_pending=self._max_pending)
+                    log.error(
+                        f"{self.plural}_overflow",
+                        max_pending=self._max_pending,
+                        kept_on_disk=self.spool is not None,
+                    )
+        if segment is not None:
+            self._refs.setdefault(key, []).append(segment)
         self._has_work.set()
         if len(self._queue) >= self._batch_size:
             self._batch_full.set()
 
+    def _journal(self, item: T) -> int | None:
+        """Append ``item`` to the spool; its segment, or None (no spool, or not encodable:
+        then it is kept in memory only, and said so)."""
+        if self.spool is None:
+            return None
+        try:
+            payload = to_json(self._encode(item))
+        except (TypeError, ValueError) as exc:
+            log.error(f"{self.singular}_not_spooled", **self._label(item), error=str(exc))
+            return None
+        return self.spool.append(payload)
+
     async def start(self) -> None:
-        """Start the background writer (does not need the database to be up)."""
+        """Start the background writer (does not need the database to be up).
+
+        Opens the spool (a directory that cannot be used is logged and the writer runs
+        memory-only: calls must go on); its leftovers are read by the background task.
+        """
         if self._task is None:
             self._stopping = False
+            if self.spool is not None:
+                try:
+                    self.spool.open()
+                except SpoolError as exc:
+                    log.error(f"{self.plural}_spool_unavailable", error=str(exc))
+                    self.spool = None
             self._task = asyncio.create_task(self._run(), name=f"{self.singular}-writer")
+
+    async def _replay(self, spool: Spool) -> None:
+        """Put what a previous run left on disk in front of the queue, oldest first.
+
+        Items submitted meanwhile for the same key are merged on top (they are newer), so
+        a replayed record never overrides a later one.
+        """
+        began = time.monotonic()
+        leftovers = await asyncio.to_thread(spool.read_leftovers)
+        spool.adopt(leftovers)
+        queue: OrderedDict[K, T] = OrderedDict()
+        refs: dict[K, list[int]] = {}
+        unusable: list[int] = []
+        for leftover in leftovers:
+            try:
+                item = self._decode(from_json(leftover.payload))
+                problems = self._problems(item)
+            except Exception as exc:
+                log.error(f"{self.singular}_spooled_unreadable", error=_describe(exc))
+                unusable.append(leftover.segment)
+                continue
+            if problems:
+                log.error(f"{self.singular}_invalid", **self._label(item), problems=problems)
+                unusable.append(leftover.segment)
+                continue
+            key = self._key(item)
+            earlier = queue.get(key)
+            queue[key] = item if earlier is None else self._merge(earlier, item)
+            refs.setdefault(key, []).append(leftover.segment)
+        self.dropped += len(unusable)
+        spool.confirm(unusable)
+        for key, item in self._queue.items():
+            earlier = queue.get(key)
+            queue[key] = item if earlier is None else self._merge(earlier, item)
+            refs.setdefault(key, []).extend(self._refs.get(key, ()))
+        self._queue, self._refs = queue, refs
+        self.replayed = len(leftovers) - len(unusable)
+        if leftovers:
+            log.info(
+                f"{self.plural}_replaying",
+                records=self.replayed,
+                items=len(queue),
+                dir=str(spool.directory),
+                read_s=round(time.monotonic() - began, 3),
+            )
+        if self._queue:
+            self._has_work.set()
 
     async def stop(self, timeout: float = 10.0) -> list[T]:  # noqa: ASYNC109
         """Write what is pending, for at most ``timeout`` seconds; return what was not.
@@ -234,13 +343,23 @@ class BatchWriter(Generic[K, T]):
                 task.cancel()
                 await asyncio.wait({task}, timeout=1.0)
         left = [*self._batch, *self._queue.values()]
+        if self.spool is not None:
+            await self.spool.close()
         if left:
-            log.error(f"{self.plural}_unwritten", count=len(left), written=self.written)
+            # With a spool they are safe on disk: the next start writes them.
+            on_disk = (
+                {"spooled": self.spooled, "spool": str(self.spool.directory)}
+                if self.spool is not None
+                else {}
+            )
+            log.error(f"{self.plural}_unwritten", count=len(left), written=self.written, **on_disk)
         else:
             log.info(f"{self.plural}_flushed", written=self.written, dropped=self.dropped)
         return left
 
     async def _run(self) -> None:
+        if self.spool is not None:
+            await self._replay(self.spool)
         delay = self._retry_initial
         while True:
             if not self._batch:
@@ -262,7 +381,19 @@ class BatchWriter(Generic[K, T]):
             delay = min(delay * 2, self._retry_max)
 
     def _take(self, n: int) -> list[T]:
-        return [self._queue.popitem(last=False)[1] for _ in range(min(n, len(self._queue)))]
+        taken = []
+        for _ in range(min(n, len(self._queue))):
+            key, item = self._queue.popitem(last=False)
+            self._batch_refs.extend(self._refs.pop(key, ()))
+            taken.append(item)
+        return taken
+
+    def _batch_done(self) -> None:
+        """Every item of the batch is written (or refused for good): confirm it on disk."""
+        self._batch = []
+        if self.spool is not None:
+            self.spool.confirm(self._batch_refs)
+        self._batch_refs = []
 
     async def _write_batch(self) -> bool:
         """Write ``self._batch``; False when the database is unavailable (batch kept)."""
@@ -274,7 +405,7 @@ class BatchWriter(Generic[K, T]):
                 return False
             return await self._write_one_by_one()
         self._written(len(self._batch))
-        self._batch = []
+        self._batch_done()
         return True
 
     async def _write_one_by_one(self) -> bool:
@@ -292,6 +423,7 @@ class BatchWriter(Generic[K, T]):
             else:
                 self._written(1)
             self._batch.pop(0)
+        self._batch_done()
         return True
 
     async def _write_timed(self, items: Sequence[T]) -> None:
@@ -350,10 +482,19 @@ class CallRecordWriter(BatchWriter[str, CallRecord]):
             return newer
         return merged
 
+    def _encode(self, item: CallRecord) -> Any:
+        return {name: getattr(item, name) for name in _COLUMNS}
+
+    def _decode(self, payload: Any) -> CallRecord:
+        values = {name: payload.get(name) for name in _COLUMNS if name in payload}
+        if values.get("disposition") is not None:
+            values["disposition"] = Disposition(values["disposition"])
+        return CallRecord(**values)
+
     async def _write(self, items: Sequence[CallRecord]) -> None:
         params = upsert_params(items)
         async with self._engine.begin() as conn:
-            await conn.execute(UPSERT, params)
+            await conn.exec_driver_sql(_UPSERT_BINARY, params)
 
 
 @dataclass(frozen=True, slots=True)
@@ -378,14 +519,23 @@ class RowWriter(BatchWriter[tuple[Any, ...], Row]):
     def _label(self, item: Row) -> Mapping[str, Any]:
         return {"table": item.table.name, "key": [str(k) for k in item.key]}
 
+    def _encode(self, item: Row) -> Any:
+        return {"table": item.table.name, "key": list(item.key), "values": dict(item.values)}
+
+    def _decode(self, payload: Any) -> Row:
+        table = Base.metadata.tables[payload["table"]]
+        return Row(table, tuple(payload["key"]), dict(payload["values"]))
+
     async def _write(self, items: Sequence[Row]) -> None:
-        by_table: dict[str, list[Row]] = {}
+        # One statement per table (and set of columns): the rows as column arrays.
+        groups: dict[tuple[str, tuple[str, ...]], list[Row]] = {}
         for row in items:
-            by_table.setdefault(row.table.name, []).append(row)
+            groups.setdefault((row.table.name, tuple(row.values)), []).append(row)
         async with self._engine.begin() as conn:
-            for rows in by_table.values():
-                statement = pg_insert(rows[0].table).on_conflict_do_nothing()
-                await conn.execute(statement, [dict(r.values) for r in rows])
+            for (_, columns), rows in groups.items():
+                table = rows[0].table
+                params = column_arrays(table, columns, [r.values for r in rows])
+                await conn.exec_driver_sql(insert_sql(table, columns), params)
 
 
 async def _wait(event: asyncio.Event, seconds: float) -> None:

@@ -14,7 +14,7 @@ the outcome kind in ``calls.ivr_outcome``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import aiohttp
@@ -34,7 +34,14 @@ from acd.log import get_logger
 from acd.queues.service import AcdService, QueueRequest
 from acd.queues.waiting import wait_for_agent
 
-__all__ = ["FlowRoute", "build_lookups", "outcome_variables", "step_row", "version_row"]
+__all__ = [
+    "FlowRoute",
+    "attached_data",
+    "build_lookups",
+    "outcome_variables",
+    "step_row",
+    "version_row",
+]
 
 log = get_logger(__name__)
 
@@ -155,6 +162,8 @@ class FlowRoute:
         self.sink = sink
         self.entry_flow = entry_flow
         self.acd = acd
+        #: Calls in a flow right now (not while they wait in a queue): ``acd_ivr_calls``.
+        self.in_ivr = 0
 
     async def __call__(self, call: InboundCall) -> None:
         active = self.registry.current  # this call keeps this version to its end
@@ -173,7 +182,7 @@ class FlowRoute:
             on_step=record,
         )
         await call.answer()
-        outcome = await interpreter.run(name)
+        outcome = await self._in_ivr(interpreter.run(name))
         while True:
             call.ivr_outcome = outcome.kind
             log.info(
@@ -187,8 +196,9 @@ class FlowRoute:
             )
             if outcome.kind == "caller_hangup" or call.agi.hung_up:
                 return
-            self._leave_callback(call, outcome)
-            request = self._queue_request(outcome)
+            attached = attached_data(name, interpreter.steps)
+            self._leave_callback(call, outcome, attached)
+            request = self._queue_request(outcome, attached)
             if request is None:
                 break
             # The caller waits for an agent in this same session, so the call keeps one
@@ -196,11 +206,20 @@ class FlowRoute:
             result = await wait_for_agent(self.acd, call, request)  # type: ignore[arg-type]
             if result.outcome != "timeout" or not outcome.on_timeout:
                 return
-            outcome = await interpreter.run(outcome.flow, node=outcome.on_timeout)
+            outcome = await self._in_ivr(interpreter.run(outcome.flow, node=outcome.on_timeout))
         for variable, value in outcome_variables(outcome).items():
             await call.agi.set_variable(variable, value)
 
-    def _leave_callback(self, call: InboundCall, outcome: Outcome) -> None:
+    async def _in_ivr(self, run: Awaitable[Outcome]) -> Outcome:
+        self.in_ivr += 1
+        try:
+            return await run
+        finally:
+            self.in_ivr -= 1
+
+    def _leave_callback(
+        self, call: InboundCall, outcome: Outcome, attached: Mapping[str, Any]
+    ) -> None:
         """A callback the caller confirmed in the flow goes into its queue in the ACD."""
         if outcome.kind != "callback" or self.acd is None or not outcome.callback_number:
             return
@@ -209,6 +228,7 @@ class FlowRoute:
                 outcome.callback_queue,
                 outcome.callback_number,
                 uniqueid=call.agi.env.uniqueid,
+                attached=attached,
                 name=_known(call.agi.env.calleridname),
             )
         except KeyError:
@@ -216,8 +236,9 @@ class FlowRoute:
             return
         call.queue, call.queue_outcome = outcome.callback_queue, "callback"
 
-    def _queue_request(self, outcome: Outcome) -> QueueRequest | None:
-        """The ACD wait for a queue outcome, when the daemon has that queue."""
+    def _queue_request(self, outcome: Outcome, attached: Mapping[str, Any]) -> QueueRequest | None:
+        """The ACD wait for a queue outcome, when the daemon has that queue; ``attached``
+        goes with the call to the agent's screen."""
         if outcome.kind != "queue" or self.acd is None:
             return None
         if not self.acd.has_queue(outcome.queue):
@@ -228,7 +249,25 @@ class FlowRoute:
         except ValueError as exc:
             log.warning("acd_flow_skills_invalid", queue=outcome.queue, error=str(exc))
             return None
-        return QueueRequest(outcome.queue, skills, outcome.priority, outcome.max_wait)
+        return QueueRequest(
+            outcome.queue, skills, outcome.priority, outcome.max_wait, attached=attached
+        )
+
+
+def attached_data(flow: str, steps: Sequence[Step]) -> dict[str, Any]:
+    """What the agent's screen pop shows of the IVR: the nodes the caller went through
+    and what the lookups found (secrets were withheld by the interpreter already)."""
+    customer: dict[str, Any] = {}
+    for step in steps:
+        if step.kind == "lookup" and step.result == "found":
+            values = step.detail.get("values")
+            if isinstance(values, Mapping):
+                customer.update(_jsonable(values))
+    return {
+        "flow": flow,
+        "ivr_path": [step.node_id for step in steps],
+        "customer": customer,
+    }
 
 
 def _call_variables(call: InboundCall) -> dict[str, str]:

@@ -28,6 +28,7 @@ def queue_event(
     talk_s: float | None = None,
     hung_up_by: str | None = None,
     priority: int | None = None,
+    wrap_up_s: float | None = None,
     **detail: Any,
 ) -> Row:
     event_id = uuid.uuid4().hex
@@ -48,6 +49,7 @@ def queue_event(
             "talk_s": None if talk_s is None else round(talk_s, 3),
             "hung_up_by": hung_up_by,
             "priority": priority,
+            "wrap_up_s": None if wrap_up_s is None else round(wrap_up_s, 3),
             "detail": {k: v for k, v in detail.items() if v is not None},
         },
     )

@@ -48,6 +48,20 @@ from acd.core.routing import (
 from acd.db.writer import Row
 from acd.log import get_logger
 from acd.queues.events import agent_event, queue_event
+from acd.queues.live import (
+    AGENT_STATE,
+    FINAL_KINDS,
+    AcdEvent,
+    AgentSnapshot,
+    CurrentCall,
+    DailyStats,
+    Listener,
+    Listeners,
+    Party,
+    QueueSnapshot,
+    Snapshot,
+    WaitingCall,
+)
 
 log = get_logger(__name__)
 
@@ -78,6 +92,8 @@ class QueueRequest:
     priority: int = 0
     #: The flow's own limit, on top of the queue's ``max_wait``.
     max_wait: float | None = None
+    #: Call data for the agent's screen (IVR path, customer lookup): ``AcdEvent.attached``.
+    attached: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -181,7 +197,15 @@ class AcdService:
         self._handle_times: dict[str, HandleTimes] = {}
         self._devices: dict[str, str] = {}  # agent id -> device the agent logged in with
         self._agent_states: dict[str, tuple[AgentState, str | None]] = {}
+        # agent id -> the call the agent is wrapping up after: interaction, queue, since
+        # (clock), callback; its wrap-up length is recorded when the wrap-up ends.
+        self._wrapping: dict[str, tuple[Interaction, str, float, bool]] = {}
         self._ring_ids = itertools.count(1)
+        # Live view for supervisors (acd/queues/live.py): listeners, who each call is for.
+        self._listeners = Listeners()
+        self._parties: dict[str, Party] = {}
+        self._queue_configs: dict[str, QueueConfig] = {}
+        self._stats = DailyStats()
         self._reschedule = asyncio.Event()
         self._timer: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -223,6 +247,7 @@ class AcdService:
         """Apply a (re)loaded configuration; agents logged in stay logged in."""
         queues, agents = list(queues), list(agents)
         decisions = self.engine.configure(queues, agents, self._clock())
+        self._queue_configs = {q.name: q for q in queues}
         log.info("acd_configured", queues=len(queues), agents=len(agents))
         self._apply(decisions)
 
@@ -305,6 +330,8 @@ class AcdService:
         )
         offers = self.engine.enqueue(interaction, now)
         self._waiters[uniqueid] = waiter
+        attached = dict(request.attached)
+        self._parties[uniqueid] = Party(uniqueid, caller_number, caller_name, attached)
         self._event(
             "enqueue",
             interaction,
@@ -396,6 +423,7 @@ class AcdService:
         name: str = "",
         skills: Mapping[str, int] | None = None,
         priority: int = 0,
+        attached: Mapping[str, Any] | None = None,
     ) -> None:
         """A callback request left in the IVR (the flow's callback node): it queues from
         now like a caller would. Raises KeyError for an unknown queue."""
@@ -408,6 +436,7 @@ class AcdService:
             priority=priority,
             callback=True,
         )
+        self._parties[uniqueid] = Party(uniqueid, number, name, dict(attached or {}))
         self._add_callback(interaction, number, name, position=None, source="ivr")
 
     def _add_callback(
@@ -715,12 +744,16 @@ class AcdService:
             wait_s=talk.wait_s,
             talk_s=talk_s,
             hung_up_by=by,
+            **({"callback": True} if talk.callback is not None else {}),
         )
         config = self.engine.queue_config(talk.queue)
         if connected:
             self._handle_times.setdefault(talk.queue, HandleTimes()).add(talk_s + config.wrap_up)
         decisions = self.engine.finish(talk.interaction.id, now)
         self._note_agent(talk.agent_id)
+        if connected and self._agent_states.get(talk.agent_id, (None,))[0] is AgentState.WRAP_UP:
+            callback = talk.callback is not None
+            self._wrapping[talk.agent_id] = (talk.interaction, talk.queue, now, callback)
         if talk.waiter is not None:
             self._final_record(talk.waiter, "connected", talk.agent_id)
         self._apply(decisions)
@@ -801,6 +834,52 @@ class AcdService:
             wait_s=round(wait_s, 2),
             **{k: v for k, v in detail.items() if v is not None},
         )
+        party = (
+            self._parties.pop(interaction.id, None)
+            if kind in FINAL_KINDS
+            else self._parties.get(interaction.id)
+        )
+        self._notify(
+            AcdEvent(
+                kind,
+                self._wall(),
+                queue=queue,
+                interaction_id=interaction.id,
+                uniqueid=party.uniqueid if party else interaction.id,
+                agent_id=agent_id,
+                caller_number=party.caller_number if party else "",
+                caller_name=party.caller_name if party else "",
+                position=position,
+                wait_s=wait_s,
+                talk_s=talk_s,
+                attached=party.attached if party else {},
+                detail=detail,
+            )
+        )
+
+    def _wrapped(self, agent_id: str, ended: float) -> None:
+        """The agent's wrap-up after a call is over: a ``wrap_up`` queue event carries its
+        length, so each call's handle time (talk + wrap-up) is in the queue's records."""
+        wrap = self._wrapping.pop(agent_id, None)
+        if wrap is None:
+            return
+        interaction, queue, since, callback = wrap
+        wrap_up_s = max(0.0, ended - since)
+        self._rows(
+            queue_event(
+                "wrap_up",
+                at=self._wall() - timedelta(seconds=max(0.0, self._clock() - ended)),
+                interaction_id=interaction.id,
+                queue=queue,
+                uniqueid=interaction.id,
+                media=interaction.media,
+                agent_id=agent_id,
+                wait_s=ended - interaction.arrived,
+                wrap_up_s=wrap_up_s,
+                callback=True if callback else None,
+            )
+        )
+        log.info("acd_wrap_up", interaction=interaction.id, agent=agent_id, wrap_up_s=wrap_up_s)
 
     def _note_agent(self, agent_id: str) -> None:
         """Record the agent's state if it changed since last recorded."""
@@ -809,9 +888,12 @@ class AcdService:
         except KeyError:
             return
         now_state = (view.state, view.reason)
-        if self._agent_states.get(agent_id) == now_state:
+        before = self._agent_states.get(agent_id)
+        if before == now_state:
             return
         self._agent_states[agent_id] = now_state
+        if before is not None and before[0] is AgentState.WRAP_UP:
+            self._wrapped(agent_id, view.since)
         wall = self._wall() - timedelta(seconds=max(0.0, self._clock() - view.since))
         self._rows(
             agent_event(
@@ -823,6 +905,125 @@ class AcdService:
             )
         )
         log.info("acd_agent_state", agent=agent_id, state=view.state.value, reason=view.reason)
+        self._notify(
+            AcdEvent(
+                AGENT_STATE, wall, agent_id=agent_id, state=view.state.value, reason=view.reason
+            )
+        )
+
+    # --- live view (HTTP API, WebSocket, metrics) --------------------------------------------
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call ``listener`` on every change (sync, on the event loop: keep it cheap; an
+        exception is logged, never raised here). Returns the unsubscribe function."""
+        return self._listeners.subscribe(listener)
+
+    def _notify(self, event: AcdEvent) -> None:
+        if event.queue is not None:
+            self._stats.add(event, self._service_time)
+        if len(self._listeners):
+            self._listeners.notify(event)
+
+    def _service_time(self, queue: str) -> float | None:
+        config = self._queue_configs.get(queue)
+        return None if config is None else config.service_time
+
+    def queue_names(self) -> list[str]:
+        return sorted(self._queue_configs)
+
+    def snapshot(self) -> Snapshot:
+        """The queues, agents and waiting calls as they are now (read-only copies)."""
+        now, wall = self._clock(), self._wall()
+        current: dict[str, CurrentCall] = {}
+        for leg in self._legs.values():
+            party = self._parties.get(leg.offer.interaction_id)
+            current[leg.offer.agent_id] = CurrentCall(
+                leg.offer.interaction_id,
+                leg.offer.queue,
+                "ringing",
+                party.caller_number if party else "",
+                party.caller_name if party else "",
+                round(now - leg.started, 1),
+            )
+        for talk in self._talks.values():
+            party = self._parties.get(talk.interaction.id)
+            current[talk.agent_id] = CurrentCall(
+                talk.interaction.id,
+                talk.queue,
+                "talking",
+                party.caller_number if party else "",
+                party.caller_name if party else "",
+                round(now - talk.answered, 1),
+            )
+        agents = []
+        for view in self.engine.agents():
+            try:
+                config = self.engine.agent_config(view.id)
+            except KeyError:  # retiring after a reload, still finishing a call
+                continue
+            agents.append(
+                AgentSnapshot(
+                    id=view.id,
+                    name=config.name,
+                    state=view.state.value,
+                    reason=view.reason,
+                    since=wall - timedelta(seconds=max(0.0, now - view.since)),
+                    queues=config.queues,
+                    teams=config.teams,
+                    device=self._devices.get(view.id),
+                    current=current.get(view.id),
+                )
+            )
+        waiting = []
+        for interaction_id in [*self._waiters, *self._callbacks]:
+            w = self.engine.waiting(interaction_id)
+            party = self._parties.get(interaction_id)
+            if w is None:
+                continue
+            waiting.append(
+                WaitingCall(
+                    interaction_id=interaction_id,
+                    uniqueid=party.uniqueid if party else interaction_id,
+                    queue=w.queue,
+                    caller_number=party.caller_number if party else "",
+                    caller_name=party.caller_name if party else "",
+                    wait_s=round(now - w.interaction.arrived, 1),
+                    position=w.position,
+                    priority=w.interaction.priority,
+                    callback=w.interaction.callback,
+                    offered_to=w.offered_to,
+                )
+            )
+        waiting.sort(key=lambda c: (c.queue, c.position))
+        waiting_in: dict[str, list[WaitingCall]] = {}
+        for item in waiting:
+            waiting_in.setdefault(item.queue, []).append(item)
+        states_in: dict[str, dict[str, int]] = {}
+        for agent in agents:
+            for queue_name in agent.queues:
+                by = states_in.setdefault(queue_name, {})
+                by[agent.state] = by.get(agent.state, 0) + 1
+        queues = []
+        for name, queue in sorted(self._queue_configs.items()):
+            mine = waiting_in.get(name, [])
+            by_state = states_in.get(name, {})
+            try:
+                staffed = self.engine.staffed(name)
+            except KeyError:
+                staffed = 0
+            queues.append(
+                QueueSnapshot(
+                    name=name,
+                    waiting=len(mine),
+                    longest_wait_s=max((c.wait_s for c in mine), default=None),
+                    agents=by_state,
+                    staffed=staffed,
+                    service_level_target=queue.service_level,
+                    service_time=queue.service_time,
+                    today=self._stats.of(name, wall.date()),
+                )
+            )
+        return Snapshot(wall, tuple(queues), tuple(agents), tuple(waiting))
 
     # --- helpers --------------------------------------------------------------------------
 

@@ -63,15 +63,19 @@ def test_plain_postgresql_url_upgrades_an_empty_database(empty_pg_url: str) -> N
     plain = empty_pg_url.replace("postgresql+psycopg://", "postgresql://")
     assert current(plain) is None
     upgrade(plain)
-    assert current(plain) == head_revision() == "0004"
+    assert current(plain) == head_revision() == "0006"
     assert tables(plain) == {
         "agent_events",
         "alembic_version",
+        "api_tokens",
+        "audit_log",
         "calls",
         "demo_customers",
+        "flow_uploads",
         "flow_versions",
         "ivr_steps",
         "queue_events",
+        "users",
     }
 
 

@@ -1,0 +1,1 @@
+"""Running the daemon in production: systemd notifications (and the metrics it exports)."""
