@@ -205,7 +205,7 @@ def _render_dot(text: str, fmt: str) -> bytes:
 
 
 def _add_staffing() -> None:
-    from acd.staffing_cli import staffing
+    from acd.reports.staffing_cli import staffing
 
     main.add_command(staffing)
 

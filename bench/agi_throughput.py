@@ -1,6 +1,7 @@
 """FastAGI throughput: acd's server against a bare asyncio line server and panoramisk.
 
     python bench/agi_throughput.py [--sessions 50] [--commands 10] [--rounds 5]
+    python bench/agi_throughput.py --instructions     # needs valgrind; a few minutes
 
 This process plays Asterisk: it keeps ``--sessions`` calls connected at once, sends a
 realistic ``agi_*`` header on each, answers every command line with the reply Asterisk
@@ -14,7 +15,9 @@ own subprocess on loopback and sends the same commands per call:
 
 The servers take turns, round after round; the best and median rounds are printed with
 the acd ratios against the targets. Other load on the machine moves the figures (every
-round is shown so outliers are visible). It asserts nothing: it is a figures printer.
+round is shown so outliers are visible); ``--instructions`` counts each server's
+instructions per call under valgrind instead, which other load cannot move. It asserts
+nothing: it is a figures printer.
 """
 
 from __future__ import annotations
@@ -403,8 +406,7 @@ async def instructions_run(kind: str, n: int, calls: int, out: Path) -> tuple[in
         str(n),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,
-        # pymalloc's arenas make valgrind's counts depend on history; plain malloc doesn't
-        env={**os.environ, **MALLOC_ENV, "PYTHONMALLOC": "malloc"},
+        env={**os.environ, **MALLOC_ENV},
     )
     assert proc.stdout is not None
     first = (await asyncio.wait_for(proc.stdout.readline(), 120)).decode()
