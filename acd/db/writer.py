@@ -110,6 +110,9 @@ def _describe(exc: BaseException) -> str:
     return f"{type(cause).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
+# The largest batch, in batch sizes, that a backlog is written in.
+_BACKLOG_BATCHES = 10
+
 K = TypeVar("K", bound=Hashable)
 T = TypeVar("T")
 
@@ -372,7 +375,9 @@ class BatchWriter(Generic[K, T]):
                 if len(self._queue) < self._batch_size and not self._stopping:
                     self._batch_full.clear()
                     await _wait(self._batch_full, self._flush_interval)
-                self._batch = self._take(self._batch_size)
+                # A backlog (after an outage, or a burst) goes out in bigger batches:
+                # fewer commits, each waiting for PostgreSQL's WAL flush.
+                self._batch = self._take(max(self._batch_size, len(self._queue) // 4))
             if await self._write_batch():
                 delay = self._retry_initial
                 continue
@@ -381,6 +386,7 @@ class BatchWriter(Generic[K, T]):
             delay = min(delay * 2, self._retry_max)
 
     def _take(self, n: int) -> list[T]:
+        n = min(n, self._batch_size * _BACKLOG_BATCHES)
         taken = []
         for _ in range(min(n, len(self._queue))):
             key, item = self._queue.popitem(last=False)
