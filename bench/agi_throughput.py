@@ -272,22 +272,21 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def measure(port: int, sessions: int, n: int, duration: float, pid: int) -> Figures:
-    """Keep ``sessions`` calls going; count what completes in ``duration`` seconds after
-    a short warm-up, and the CPU time server ``pid`` spends meanwhile."""
+def dial(port: int, load: Load, concurrent: int, more: Callable[[int], bool]) -> asyncio.Event:
+    """Keep ``concurrent`` calls going while ``more(calls placed so far)``; the event is
+    set once the last call has ended."""
     loop = asyncio.get_running_loop()
-    load = Load(n)
-    finished = asyncio.Event()
-    open_calls = 0
+    all_done = asyncio.Event()
+    placed = open_calls = 0
     connecting: set[asyncio.Task[None]] = set()
 
     def call_done() -> None:
         nonlocal open_calls
         open_calls -= 1
-        if load.running:
-            start_call()
+        if more(placed):
+            place()
         elif open_calls == 0:
-            finished.set()
+            all_done.set()
 
     async def connect() -> None:
         try:
@@ -296,15 +295,27 @@ async def measure(port: int, sessions: int, n: int, duration: float, pid: int) -
             load.errors += 1
             call_done()
 
-    def start_call() -> None:
-        nonlocal open_calls
+    def place() -> None:
+        nonlocal placed, open_calls
+        placed += 1
         open_calls += 1
         task = loop.create_task(connect())
         connecting.add(task)
         task.add_done_callback(connecting.discard)
 
-    for _ in range(sessions):
-        start_call()
+    for _ in range(concurrent):
+        if more(placed):
+            place()
+    if placed == 0:
+        all_done.set()
+    return all_done
+
+
+async def measure(port: int, sessions: int, n: int, duration: float, pid: int) -> Figures:
+    """Keep ``sessions`` calls going; count what completes in ``duration`` seconds after
+    a short warm-up, and the CPU time server ``pid`` spends meanwhile."""
+    load = Load(n)
+    finished = dial(port, load, sessions, lambda _placed: load.running)
     await asyncio.sleep(min(1.0, duration / 3))
     s0, c0, t0, cpu0 = load.sessions, load.commands, time.perf_counter(), cpu_seconds(pid)
     await asyncio.sleep(duration)
@@ -313,7 +324,7 @@ async def measure(port: int, sessions: int, n: int, duration: float, pid: int) -
     try:
         await asyncio.wait_for(finished.wait(), 10)
     except TimeoutError:
-        load.errors += open_calls
+        load.errors += 1  # calls still open 10 s after the end
     cpu_us = (cpu1 - cpu0) / max(1, s1 - s0) * 1e6
     return Figures((s1 - s0) / (t1 - t0), (c1 - c0) / (t1 - t0), load.errors, cpu_us)
 
@@ -360,35 +371,8 @@ async def bench_one(kind: str, args: argparse.Namespace) -> Figures:
 
 async def place_calls(port: int, n: int, calls: int, concurrent: int = 20) -> Load:
     """Place exactly ``calls`` calls, ``concurrent`` at a time, and wait for all."""
-    loop = asyncio.get_running_loop()
     load = Load(n)
-    all_done = asyncio.Event()
-    placed = open_calls = 0
-
-    def call_done() -> None:
-        nonlocal open_calls
-        open_calls -= 1
-        if placed < calls:
-            place()
-        elif open_calls == 0:
-            all_done.set()
-
-    async def connect() -> None:
-        try:
-            await loop.create_connection(lambda: FakeAsterisk(load, call_done), "127.0.0.1", port)
-        except OSError:
-            load.errors += 1
-            call_done()
-
-    def place() -> None:
-        nonlocal placed, open_calls
-        placed += 1
-        open_calls += 1
-        _alive.append(loop.create_task(connect()))
-
-    for _ in range(min(concurrent, calls)):
-        place()
-    await asyncio.wait_for(all_done.wait(), 600)
+    await asyncio.wait_for(dial(port, load, concurrent, lambda placed: placed < calls).wait(), 600)
     return load
 
 

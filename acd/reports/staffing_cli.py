@@ -11,7 +11,7 @@ import csv
 import io
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -146,41 +146,51 @@ def _check_subcommand_alone(ctx: click.Context) -> None:
         )
 
 
+def _targets(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The options both commands share: interval length and the service targets."""
+    options = (
+        click.option(
+            "--interval",
+            callback=_duration,
+            default="30m",
+            show_default=True,
+            metavar="TIME",
+            help="Interval length.",
+        ),
+        click.option(
+            "--sl",
+            callback=_service_level,
+            default="80% in 20s",
+            show_default=True,
+            metavar="'PCT in TIME'",
+            help="Service-level target.",
+        ),
+        click.option(
+            "--max-occupancy",
+            callback=_share,
+            default="100%",
+            show_default=True,
+            metavar="PCT",
+            help="Highest share of time agents may spend on calls.",
+        ),
+        click.option(
+            "--shrinkage",
+            callback=_share,
+            default="0%",
+            show_default=True,
+            metavar="PCT",
+            help="Share of paid time off the phones (breaks, training, absence).",
+        ),
+    )
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @click.group(invoke_without_command=True)
 @click.option("--calls", type=float, help="Calls offered in the interval (e.g. 100).")
 @click.option("--aht", callback=_duration, metavar="TIME", help="Average handle time: 180, 3m.")
-@click.option(
-    "--interval",
-    callback=_duration,
-    default="30m",
-    show_default=True,
-    metavar="TIME",
-    help="Interval length.",
-)
-@click.option(
-    "--sl",
-    callback=_service_level,
-    default="80% in 20s",
-    show_default=True,
-    metavar="'PCT in TIME'",
-    help="Service-level target.",
-)
-@click.option(
-    "--max-occupancy",
-    callback=_share,
-    default="100%",
-    show_default=True,
-    metavar="PCT",
-    help="Highest share of time agents may spend on calls.",
-)
-@click.option(
-    "--shrinkage",
-    callback=_share,
-    default="0%",
-    show_default=True,
-    metavar="PCT",
-    help="Share of paid time off the phones (breaks, training, absence).",
-)
+@_targets
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.pass_context
 def staffing(
@@ -258,38 +268,7 @@ def staffing(
     help="The day to plan (YYYY-MM-DD), in the center's time zone.",
 )
 @click.option("--queue", required=True, help="The queue whose history to forecast from.")
-@click.option(
-    "--interval",
-    callback=_duration,
-    default="30m",
-    show_default=True,
-    metavar="TIME",
-    help="Interval length.",
-)
-@click.option(
-    "--sl",
-    callback=_service_level,
-    default="80% in 20s",
-    show_default=True,
-    metavar="'PCT in TIME'",
-    help="Service-level target.",
-)
-@click.option(
-    "--max-occupancy",
-    callback=_share,
-    default="100%",
-    show_default=True,
-    metavar="PCT",
-    help="Highest share of time agents may spend on calls.",
-)
-@click.option(
-    "--shrinkage",
-    callback=_share,
-    default="0%",
-    show_default=True,
-    metavar="PCT",
-    help="Share of paid time off the phones (breaks, training, absence).",
-)
+@_targets
 @click.option(
     "--weeks",
     type=int,
