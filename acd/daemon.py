@@ -20,6 +20,7 @@ import asyncio
 import signal
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
+from zoneinfo import ZoneInfo
 
 import aiohttp
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -121,6 +122,7 @@ class Daemon:
             self.writer.submit,
             callback_dial=s.acd.callback_dial,
             connect_wait=s.acd.connect_wait,
+            day_zone=ZoneInfo(s.reports.timezone),
         )
         self.queues = self._queues_watcher()
         await self.acd.start()

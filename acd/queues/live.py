@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime, tzinfo
 from types import MappingProxyType
 from typing import Any
 
@@ -120,16 +120,22 @@ class DayCounts:
 
 
 class DailyStats:
-    """Per-queue counts since midnight (UTC date of the wall clock), fed by events."""
+    """Per-queue counts since midnight in the center's time zone (``[reports]
+    timezone``, the day the reports use), fed by events."""
 
-    def __init__(self) -> None:
+    def __init__(self, zone: tzinfo = UTC) -> None:
+        self.zone = zone
         self.day: date | None = None
         self.queues: dict[str, DayCounts] = {}
+
+    def day_of(self, at: datetime) -> date:
+        """The center's date at ``at`` (an aware time)."""
+        return at.astimezone(self.zone).date()
 
     def add(self, event: AcdEvent, service_time: Callable[[str], float | None]) -> None:
         if event.queue is None or event.kind == AGENT_STATE:
             return
-        today = event.at.date()
+        today = self.day_of(event.at)
         if today != self.day:
             self.day, self.queues = today, {}
         counts = self.queues.setdefault(event.queue, DayCounts())

@@ -27,7 +27,7 @@ import itertools
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, Literal
 
 from acd.ami import AmiError, AmiLink, Message
@@ -180,7 +180,9 @@ class AcdService:
         connect_wait: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], datetime] = utcnow,
+        day_zone: tzinfo = UTC,
     ) -> None:
+        """``day_zone``: where today's live counts start at midnight (the reports' zone)."""
         self._ami = ami
         self._rows = rows
         self._records = records
@@ -205,7 +207,7 @@ class AcdService:
         self._listeners = Listeners()
         self._parties: dict[str, Party] = {}
         self._queue_configs: dict[str, QueueConfig] = {}
-        self._stats = DailyStats()
+        self._stats = DailyStats(day_zone)
         self._reschedule = asyncio.Event()
         self._timer: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -1020,7 +1022,7 @@ class AcdService:
                     staffed=staffed,
                     service_level_target=queue.service_level,
                     service_time=queue.service_time,
-                    today=self._stats.of(name, wall.date()),
+                    today=self._stats.of(name, self._stats.day_of(wall)),
                 )
             )
         return Snapshot(wall, tuple(queues), tuple(agents), tuple(waiting))

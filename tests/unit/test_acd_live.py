@@ -7,7 +7,9 @@ ring fails at once as ``unreachable``: what a supervisor's screen would see then
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from acd.ami import AmiLink
 from acd.config import AmiSettings
@@ -96,3 +98,27 @@ async def test_snapshot_shows_waiting_callers_agents_and_todays_counts() -> None
     today = snap.queues[0].today
     assert (today.offered, today.abandoned, today.answered) == (2, 1, 0)
     assert today.service_level == 0.0  # one abandoned, none answered in time
+
+
+def test_todays_counts_start_at_midnight_in_the_centers_time_zone() -> None:
+    """A Berlin center's day begins at 23:00 UTC in winter: a call at 22:30 UTC is
+    yesterday's, one at 23:30 UTC is today's, and the board shows only today's."""
+    now = [datetime(2026, 12, 3, 22, 30, tzinfo=UTC)]
+    acd = AcdService(
+        AmiLink(AmiSettings()),
+        lambda _row: None,
+        lambda _record: None,
+        wall=lambda: now[0],
+        day_zone=ZoneInfo("Europe/Berlin"),
+    )
+    acd.configure([QueueConfig("sales", service_time=20.0)], [])
+    join(acd, "3.1", "4930555301")
+    (queue,) = acd.snapshot().queues
+    assert queue.today.offered == 1  # 23:30 in Berlin, 3 December
+
+    now[0] = datetime(2026, 12, 3, 23, 30, tzinfo=UTC)  # 00:30 on 4 December in Berlin
+    (queue,) = acd.snapshot().queues
+    assert queue.today.offered == 0
+    join(acd, "3.2", "4930555302")
+    (queue,) = acd.snapshot().queues
+    assert queue.today.offered == 1
