@@ -9,25 +9,8 @@ from pathlib import Path
 import click
 
 from acd import __version__
-from acd.config import ConfigError, Settings, load_settings
+from acd.cli_options import CONFIG_OPTION, settings_from
 from acd.log import configure_logging, redact_url
-
-CONFIG_OPTION = click.option(
-    "--config",
-    "-c",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    envvar="ACD_CONFIG",
-    help="TOML configuration file (default: $ACD_CONFIG; ACD_* variables override it).",
-)
-
-
-def _settings(config_path: Path | None) -> Settings:
-    """Load settings, turning file and validation errors into one clear message."""
-    try:
-        return load_settings(config_path)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from exc
 
 
 @click.group()
@@ -42,7 +25,7 @@ def run(config_path: Path | None) -> None:
     """Run the daemon (FastAGI server, AMI link, call records) until SIGTERM."""
     from acd.daemon import serve
 
-    settings = _settings(config_path)
+    settings = settings_from(config_path)
     configure_logging(settings.daemon.log_level, settings.daemon.log_format)
     sys.exit(asyncio.run(serve(settings)))
 
@@ -59,7 +42,7 @@ def db_upgrade(config_path: Path | None, revision: str) -> None:
     """Apply the schema migrations."""
     from acd.db.migrate import current, upgrade
 
-    settings = _settings(config_path)
+    settings = settings_from(config_path)
     configure_logging(settings.daemon.log_level, "console")
     url = settings.database.url.get_secret_value()
     upgrade(url, revision)
@@ -72,7 +55,7 @@ def db_current(config_path: Path | None) -> None:
     """Print the schema revision the database is at."""
     from acd.db.migrate import current
 
-    url = _settings(config_path).database.url.get_secret_value()
+    url = settings_from(config_path).database.url.get_secret_value()
     click.echo(current(url) or "empty")
 
 
@@ -85,7 +68,7 @@ def config() -> None:
 @CONFIG_OPTION
 def config_show(config_path: Path | None) -> None:
     """Print the effective configuration (secrets masked) as JSON."""
-    settings = _settings(config_path)
+    settings = settings_from(config_path)
     click.echo(settings.model_dump_json(indent=2))
 
 

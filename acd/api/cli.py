@@ -16,19 +16,10 @@ from typing import TypeVar
 
 import click
 
-from acd.config import ConfigError, load_settings
+from acd.cli_options import CONFIG_OPTION, settings_from
 
 T = TypeVar("T")
 PASSWORD_ENV = "ACD_USER_PASSWORD"
-
-_config = click.option(
-    "--config",
-    "-c",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    envvar="ACD_CONFIG",
-    help="TOML configuration file (default: $ACD_CONFIG).",
-)
 
 
 def _run(config_path: Path | None, work: Callable[..., Awaitable[T]]) -> T:
@@ -36,10 +27,7 @@ def _run(config_path: Path | None, work: Callable[..., Awaitable[T]]) -> T:
     from acd.db.migrate import upgrade
     from acd.log import configure_logging
 
-    try:
-        settings = load_settings(config_path)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from exc
+    settings = settings_from(config_path)
     configure_logging("WARNING", "console")
     url = settings.database.url.get_secret_value()
     upgrade(url)  # the accounts tables come with migration 0006
@@ -70,7 +58,7 @@ def users() -> None:
 
 
 @users.command("add")
-@_config
+@CONFIG_OPTION
 @click.argument("name")
 @click.option(
     "--role", required=True, type=click.Choice(["supervisor", "agent", "viewer"]), help="Role."
@@ -93,7 +81,7 @@ def users_add(
 
 
 @users.command("list")
-@_config
+@CONFIG_OPTION
 def users_list(config_path: Path | None) -> None:
     """List the accounts."""
     from acd.api.accounts import list_users
@@ -109,7 +97,7 @@ def users_list(config_path: Path | None) -> None:
 
 
 @users.command("passwd")
-@_config
+@CONFIG_OPTION
 @click.argument("name")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 def users_passwd(config_path: Path | None, name: str, password_stdin: bool) -> None:
@@ -127,7 +115,7 @@ def users_passwd(config_path: Path | None, name: str, password_stdin: bool) -> N
 
 
 @users.command("disable")
-@_config
+@CONFIG_OPTION
 @click.argument("name")
 @click.option("--enable", is_flag=True, help="Enable the account again.")
 def users_disable(config_path: Path | None, name: str, enable: bool) -> None:

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 
+from acd.cli_options import CONFIG_OPTION, settings_from
 from acd.reports import queries
 from acd.reports.render import FORMATS, render
 
@@ -70,7 +71,6 @@ def _options(default_interval: str | None) -> Callable[[Callable[..., Any]], Cal
     """The options every report takes (``None``: the report has no intervals)."""
 
     def wrap(f: Callable[..., Any]) -> Callable[..., Any]:
-        from acd.cli import CONFIG_OPTION
 
         interval = click.option(
             "--interval",
@@ -113,9 +113,7 @@ def _request(
     sl: float | None = None,
     short: float | None = None,
 ) -> tuple[queries.ReportRequest, str]:
-    from acd.cli import _settings
-
-    settings = _settings(config_path)
+    settings = settings_from(config_path)
     zone_name = tz or settings.reports.timezone
     zone = _zone(zone_name)
     begin, finish = _period(start, end, zone)

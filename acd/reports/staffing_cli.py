@@ -18,6 +18,7 @@ from typing import Any
 
 import click
 
+from acd.cli_options import CONFIG_OPTION, settings_from
 from acd.core.forecast import DayForecast, IntervalHistory, PlannedInterval, Slot
 from acd.core.staffing import StaffingResult, agents_needed
 from acd.queues.config import parse_duration, parse_service_level
@@ -252,14 +253,7 @@ def staffing(
 
 
 @staffing.command("forecast")
-@click.option(
-    "--config",
-    "-c",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    envvar="ACD_CONFIG",
-    help="TOML configuration file (the database, the time zone).",
-)
+@CONFIG_OPTION
 @click.option(
     "--date",
     "day",
@@ -319,13 +313,12 @@ def staffing_forecast(
     """
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-    from acd.cli import _settings
     from acd.core.forecast import forecast_day, plan_day
     from acd.log import configure_logging
     from acd.reports.history import REPORT_INTERVALS
 
     configure_logging("ERROR", "console")
-    settings = _settings(config_path)
+    settings = settings_from(config_path)
     zone_name = tz or settings.reports.timezone
     try:
         zone = ZoneInfo(zone_name)
