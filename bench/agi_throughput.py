@@ -5,13 +5,16 @@
 
 This process plays Asterisk: it keeps ``--sessions`` calls connected at once, sends a
 realistic ``agi_*`` header on each, answers every command line with the reply Asterisk
-would give, and places a new call whenever the server ends one. Each server runs in its
-own subprocess on loopback and sends the same commands per call:
+would give, and places a new call whenever the server ends one. It shares the machine
+with the server, so it is kept cheaper per call than any of them (plain sockets in one
+epoll set): a generator that costs more than the server measures itself. Each server
+runs in its own subprocess on loopback and sends the same commands per call:
 
 * raw: asyncio streams, write a line, read a line, check it starts with ``200``
-  (the floor for a stream-based server: no parsing, no timeouts, no routing);
+  (the floor for a server on asyncio's streams: no parsing, no timeouts, no routing);
 * panoramisk: ``panoramisk.fast_agi.Application`` with an async route;
-* acd: ``acd.agi.FastAGIServer`` with a handler using the typed ``AGISession`` helpers.
+* acd: ``acd.agi.FastAGIServer`` with a handler using the typed ``AGISession`` helpers
+  (its sockets bypass asyncio's transports, see ``acd/agi/connection.py``).
 
 The servers take turns, round after round; the best and median rounds are printed with
 the acd ratios against the targets. Other load on the machine moves the figures (every
@@ -24,10 +27,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
 import os
+import select
 import shutil
 import signal
+import socket
 import statistics
 import sys
 import time
@@ -211,45 +217,140 @@ class Load:
         self.running = True
 
 
-class FakeAsterisk(asyncio.Protocol):
-    """One call as res_agi drives it: header, then a reply per command line. A Protocol,
-    not streams, so that the load generator stays cheaper than the servers it drives."""
+class FakeAsterisk:
+    """One call as res_agi drives it: header, then a reply per command line.
 
-    def __init__(self, load: Load, done: Callable[[], None]) -> None:
-        self.load = load
-        self.done = done
+    The generator shares the machine with the server it drives, so it must cost less
+    per call than the cheapest server, or it measures itself: plain sockets used with
+    ``MSG_DONTWAIT`` in one epoll set (``Dialer``), no asyncio transports. Replies go out
+    as soon as a command line is complete, as Asterisk answers them."""
+
+    __slots__ = ("answered", "buf", "dialer", "fd", "sock")
+
+    def __init__(self, dialer: Dialer, sock: socket.socket) -> None:
+        self.dialer = dialer
+        self.sock = sock
+        self.fd = sock.fileno()
         self.buf = b""
         self.answered = 0
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        self.load.serial += 1
-        transport.write(HEADER.format(serial=self.load.serial).encode())
+    def start(self, header: bytes) -> None:
+        """Send the header, as soon as the (loopback) connection is up."""
+        try:
+            self.sock.send(header, _FLAGS)
+        except (BlockingIOError, InterruptedError, OSError):
+            # Not connected yet: wait until it is (rare on loopback).
+            self.dialer.epoll.register(self.fd, select.EPOLLOUT)
+            self.dialer.pending[self.fd] = (self, header)
+            return
+        self.dialer.epoll.register(self.fd, select.EPOLLIN)
 
-    def data_received(self, data: bytes) -> None:
-        buf = self.buf + data
+    def readable(self) -> None:
+        try:
+            data = self.sock.recv(65536, _FLAGS)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:  # the server ended the call
+            self.dialer.ended(self)
+            return
+        buf = self.buf + data if self.buf else data
+        load = self.dialer.load
         start = 0
         out = []
         while (end := buf.find(b"\n", start)) >= 0:
             reply = REPLIES.get(buf[start : end + 1])
             if reply is None:
-                self.load.errors += 1
+                load.errors += 1
                 reply = UNKNOWN
             out.append(reply)
             start = end + 1
         self.buf = buf[start:]
         if out:
             self.answered += len(out)
-            self.load.commands += len(out)
-            self.transport.write(b"".join(out))
+            load.commands += len(out)
+            try:
+                self.sock.send(out[0] if len(out) == 1 else b"".join(out), _FLAGS)
+            except OSError:
+                self.dialer.ended(self)
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.answered == self.load.expected:
-            self.load.sessions += 1
-        else:
+
+_FLAGS = socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL
+
+
+class Dialer:
+    """Keeps ``concurrent`` fake-Asterisk calls going against ``port`` while
+    ``more(calls placed so far)``; ``all_done`` is set once the last call has ended."""
+
+    def __init__(self, port: int, load: Load, concurrent: int, more: Callable[[int], bool]) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.address = ("127.0.0.1", port)
+        self.load = load
+        self.more = more
+        self.placed = self.open_calls = 0
+        self.calls: dict[int, FakeAsterisk] = {}
+        self.pending: dict[int, tuple[FakeAsterisk, bytes]] = {}
+        self.all_done = asyncio.Event()
+        self.epoll = select.epoll()
+        self.loop.add_reader(self.epoll.fileno(), self.dispatch)
+        for _ in range(concurrent):
+            if more(self.placed):
+                self.place()
+        if self.placed == 0:
+            self.finish()
+
+    def place(self) -> None:
+        self.placed += 1
+        self.open_calls += 1
+        self.load.serial += 1
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
+        err = sock.connect_ex(self.address)
+        if err not in (0, errno.EINPROGRESS):
+            sock.close()
             self.load.errors += 1
-        self.done()
+            self.loop.call_soon(self.call_done)
+            return
+        call = FakeAsterisk(self, sock)
+        self.calls[call.fd] = call
+        call.start(HEADER.format(serial=self.load.serial).encode())
+
+    def dispatch(self) -> None:
+        calls = self.calls
+        for fd, _events in self.epoll.poll(0, 256):
+            if fd in self.pending:  # connected now: send the header
+                call, header = self.pending.pop(fd)
+                self.epoll.unregister(fd)
+                if call.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+                    self.load.errors += 1
+                    self.ended(call, completed=False)
+                else:
+                    call.start(header)
+            elif (call := calls.get(fd)) is not None:
+                call.readable()
+
+    def ended(self, call: FakeAsterisk, completed: bool = True) -> None:
+        if self.calls.pop(call.fd, None) is None:
+            return
+        self.pending.pop(call.fd, None)
+        call.sock.close()  # leaves the epoll set with it
+        if completed and call.answered == self.load.expected:
+            self.load.sessions += 1
+        elif completed:
+            self.load.errors += 1
+        self.call_done()
+
+    def call_done(self) -> None:
+        self.open_calls -= 1
+        if self.more(self.placed):
+            self.place()
+        elif self.open_calls == 0:
+            self.finish()
+
+    def finish(self) -> None:
+        self.loop.remove_reader(self.epoll.fileno())
+        self.epoll.close()
+        self.all_done.set()
 
 
 @dataclass
@@ -275,40 +376,7 @@ def cpu_seconds(pid: int) -> float:
 def dial(port: int, load: Load, concurrent: int, more: Callable[[int], bool]) -> asyncio.Event:
     """Keep ``concurrent`` calls going while ``more(calls placed so far)``; the event is
     set once the last call has ended."""
-    loop = asyncio.get_running_loop()
-    all_done = asyncio.Event()
-    placed = open_calls = 0
-    connecting: set[asyncio.Task[None]] = set()
-
-    def call_done() -> None:
-        nonlocal open_calls
-        open_calls -= 1
-        if more(placed):
-            place()
-        elif open_calls == 0:
-            all_done.set()
-
-    async def connect() -> None:
-        try:
-            await loop.create_connection(lambda: FakeAsterisk(load, call_done), "127.0.0.1", port)
-        except OSError:
-            load.errors += 1
-            call_done()
-
-    def place() -> None:
-        nonlocal placed, open_calls
-        placed += 1
-        open_calls += 1
-        task = loop.create_task(connect())
-        connecting.add(task)
-        task.add_done_callback(connecting.discard)
-
-    for _ in range(concurrent):
-        if more(placed):
-            place()
-    if placed == 0:
-        all_done.set()
-    return all_done
+    return Dialer(port, load, concurrent, more).all_done
 
 
 async def measure(port: int, sessions: int, n: int, duration: float, pid: int) -> Figures:

@@ -3,21 +3,21 @@
 Each connection is one call and gets its own task: the ``agi_*`` header is read with a
 size cap and a deadline, the route's handler runs with an ``AGISession``, and whatever
 happens (peer gone, garbage, handler bug) only that call ends and its socket is closed.
-Connections are read by ``_Connection`` rather than a StreamReader: a reply line that
-arrives on its own is handed to the waiting session as it is; ``bench/agi_throughput.py``
-measures the difference.
+Sockets are accepted and read without asyncio transports (``acd.agi.connection``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import errno
 import logging
+import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import structlog
 
+from acd.agi.connection import AgiConnection, ReadyPoller, listen, make_poller
 from acd.agi.protocol import AgiEnv, AGIError, AGIHangup, AGIProtocolError
 from acd.agi.session import AGISession
 from acd.log import get_logger
@@ -54,11 +54,12 @@ class FastAGIServer:
         self.max_line_bytes = max_line_bytes
         self.header_timeout = header_timeout
         self.command_timeout = command_timeout
-        self._server: asyncio.Server | None = None
+        self._listeners: list[socket.socket] = []
+        self._poller: ReadyPoller | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         # Header and reply deadlines are checked by one periodic sweep, so the hot path
         # only records a deadline instead of arming and cancelling timers.
-        self._headers: dict[_Connection, float] = {}
+        self._headers: dict[AgiConnection, float] = {}
         self._sessions: set[AGISession] = set()
         self._sweeper: asyncio.Task[None] | None = None
         self._tick = min(1.0, max(0.005, min(header_timeout, command_timeout) / 10))
@@ -76,18 +77,20 @@ class FastAGIServer:
     async def start(self) -> None:
         """Bind and begin accepting calls."""
         self._loop = asyncio.get_running_loop()
-        limit = max(self.max_env_bytes, self.max_line_bytes)
-        self._server = await self._loop.create_server(
-            lambda: _Connection(self._loop, limit, self._accept), self.host, self._port
-        )
-        self._port = self._server.sockets[0].getsockname()[1]
+        self._listeners = listen(self.host, self._port, _BACKLOG)
+        self._port = self._listeners[0].getsockname()[1]
+        self._poller = make_poller(self._loop)
+        for listener in self._listeners:
+            self._loop.add_reader(listener.fileno(), self._on_accept, listener)
         self._sweeper = self._loop.create_task(self._sweep())
         log.info("agi_listening", host=self.host, port=self._port, routes=sorted(self.routes))
 
     def stop_accepting(self) -> None:
-        """Close the listening socket; calls in progress carry on."""
-        if self._server is not None:
-            self._server.close()
+        """Close the listening sockets; calls in progress carry on."""
+        for listener in self._listeners:
+            self._loop.remove_reader(listener.fileno())
+            listener.close()
+        self._listeners = []
 
     async def stop(self, grace: float) -> None:
         """Stop accepting, let calls in progress finish for up to ``grace`` seconds,
@@ -100,9 +103,9 @@ class FastAGIServer:
                 for task in pending:
                     task.cancel()
                 await asyncio.wait(pending)
-        if self._server is not None:
-            await self._server.wait_closed()
-            self._server = None
+        if self._poller is not None:
+            self._poller.close()
+            self._poller = None
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
@@ -122,12 +125,34 @@ class FastAGIServer:
             except Exception:  # a bug here must not leave every later call unguarded
                 log.exception("agi_sweep_failed")
 
-    def _accept(self, conn: _Connection) -> None:
-        task = self._loop.create_task(self._serve(conn))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def _on_accept(self, listener: socket.socket) -> None:
+        """Take every waiting connection (up to a backlog's worth), one task per call."""
+        assert self._poller is not None
+        limit = max(self.max_env_bytes, self.max_line_bytes)
+        for _ in range(_BACKLOG):
+            try:
+                sock, peer = listener.accept()
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                return
+            except OSError as exc:
+                if exc.errno not in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    raise
+                # Out of descriptors or memory: stop accepting for a second, as asyncio
+                # does, instead of spinning on a listener that stays readable.
+                log.error("agi_accept_failed", error=str(exc))
+                self._loop.remove_reader(listener.fileno())
+                self._loop.call_later(1.0, self._resume_accepting, listener)
+                return
+            conn = AgiConnection(self._loop, sock, peer, self._poller, limit)
+            task = self._loop.create_task(self._serve(conn))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
-    async def _serve(self, conn: _Connection) -> None:
+    def _resume_accepting(self, listener: socket.socket) -> None:
+        if listener in self._listeners:
+            self._loop.add_reader(listener.fileno(), self._on_accept, listener)
+
+    async def _serve(self, conn: AgiConnection) -> None:
         started = time.monotonic()
         session: AGISession | None = None
         outcome = "completed"
@@ -165,14 +190,14 @@ class FastAGIServer:
                 log.exception("agi_handler_failed")
         except asyncio.CancelledError:
             outcome = "cancelled"
-            conn.transport.abort()
+            conn.abort()
             raise
         finally:
             if session is not None:
                 self._sessions.discard(session)
                 session.close()
             else:
-                conn.transport.close()
+                conn.close()
             # Completed calls leave a call record; the per-call line is for debugging.
             if session is not None and log.is_enabled_for(logging.DEBUG):
                 log.debug(
@@ -183,7 +208,7 @@ class FastAGIServer:
                     seconds=round(time.monotonic() - started, 3),
                 )
 
-    async def _read_env(self, reader: _Connection) -> AgiEnv | None:
+    async def _read_env(self, reader: AgiConnection) -> AgiEnv | None:
         """The ``agi_*`` header block, or None (logged) when the peer does not send one."""
         self._headers[reader] = time.monotonic() + self.header_timeout
         try:
@@ -220,143 +245,9 @@ class FastAGIServer:
             return None
 
 
+# Connections the kernel queues before accept, and accepted per wake-up.
+_BACKLOG = 128
+
+
 class _HeaderTimeout(Exception):
     """Raised inside the header read when Asterisk's header does not arrive in time."""
-
-
-# Bytes asked for per read: below glibc's mmap threshold (128 KiB), above any line.
-_READ_SIZE = 16384
-
-
-class _Connection(asyncio.Protocol):
-    """One Asterisk connection, with the StreamReader calls the server and
-    ``AGISession`` use (``readuntil``, ``set_exception``, ``exception``, ``transport``).
-
-    Nearly every read from Asterisk is exactly one reply line, arriving while the
-    session waits for it: that chunk is handed over as it is, with no copy and no
-    buffer bookkeeping. Anything else (a header in pieces, several lines at once, a
-    HANGUP notice beside a reply) goes through a buffer. Reading pauses while more than
-    ``limit`` bytes wait unread.
-    """
-
-    transport: asyncio.Transport
-
-    def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        limit: int,
-        on_connect: Callable[[_Connection], None],
-    ) -> None:
-        self._loop = loop
-        self._limit = limit
-        self._on_connect = on_connect
-        self._buf = bytearray()  # unread data
-        self._waiter: asyncio.Future[bytes] | None = None
-        self._sep = b"\n"
-        self._eof = False
-        self._exc: BaseException | None = None
-        self._paused = False
-
-    # --- asyncio callbacks ----------------------------------------------------------
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        # asyncio's socket transports read with recv(256 KiB): a fresh block that glibc
-        # maps and unmaps for every read (mmap, mremap, munmap: ~3x the cost of a
-        # 16 KiB read, measured in bench/agi_throughput.py). Asterisk's lines are short.
-        if getattr(transport, "max_size", 0) > _READ_SIZE:
-            with contextlib.suppress(AttributeError):  # other loops' transports
-                transport.max_size = _READ_SIZE  # type: ignore[attr-defined]
-        self._on_connect(self)
-
-    def data_received(self, data: bytes) -> None:
-        waiter = self._waiter
-        if waiter is not None and waiter.done():  # its reader was cancelled
-            waiter = self._waiter = None
-        if (
-            waiter is not None
-            and not self._buf
-            and self._sep == b"\n"
-            and data.find(b"\n") == len(data) - 1
-        ):
-            self._waiter = None
-            waiter.set_result(data)
-            return
-        buf = self._buf
-        buf += data
-        if waiter is not None:
-            if (i := buf.find(self._sep)) >= 0:
-                self._waiter = None
-                waiter.set_result(self._take(i + len(self._sep)))
-            elif len(buf) > self._limit:
-                self._wake(asyncio.LimitOverrunError("separator not found", self._limit))
-        if len(buf) > self._limit and not self._paused:
-            self._paused = True
-            self.transport.pause_reading()
-
-    def eof_received(self) -> bool:
-        self._eof = True
-        self._wake_incomplete()
-        return False  # Asterisk closing its side ends the call: close ours too
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._eof = True
-        if exc is not None and self._exc is None:
-            self._exc = exc
-        if exc is not None:
-            self._wake(exc)
-        else:
-            self._wake_incomplete()
-
-    # --- the StreamReader calls -------------------------------------------------------
-
-    def readuntil(self, separator: bytes = b"\n") -> asyncio.Future[bytes]:
-        """A future for the data up to and including ``separator``."""
-        if self._waiter is not None:
-            if not self._waiter.done():
-                raise RuntimeError("readuntil() called while another read is waiting")
-            self._waiter = None
-        fut = self._loop.create_future()
-        if self._exc is not None:
-            fut.set_exception(self._exc)
-        elif self._buf and (i := self._buf.find(separator)) >= 0:
-            fut.set_result(self._take(i + len(separator)))
-        elif len(self._buf) > self._limit:
-            fut.set_exception(asyncio.LimitOverrunError("separator not found", self._limit))
-        elif self._eof:
-            fut.set_exception(self._incomplete())
-        else:
-            self._sep = separator
-            self._waiter = fut
-        return fut
-
-    def set_exception(self, exc: Exception) -> None:
-        """Fail the pending read and every later one (timeouts use this)."""
-        self._exc = exc
-        self._wake(exc)
-
-    def exception(self) -> BaseException | None:
-        return self._exc
-
-    # --- internals ----------------------------------------------------------------------
-
-    def _take(self, end: int) -> bytes:
-        data = bytes(self._buf[:end])
-        del self._buf[:end]
-        if self._paused and len(self._buf) <= self._limit:
-            self._paused = False
-            self.transport.resume_reading()
-        return data
-
-    def _incomplete(self) -> asyncio.IncompleteReadError:
-        return asyncio.IncompleteReadError(bytes(self._buf), None)
-
-    def _wake_incomplete(self) -> None:
-        if self._waiter is not None:
-            self._wake(self._incomplete())
-
-    def _wake(self, exc: BaseException) -> None:
-        waiter, self._waiter = self._waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(exc)

@@ -57,11 +57,22 @@ class LineReader(Protocol):
     def set_exception(self, exc: Exception) -> None: ...
 
 
+class LineWriter(Protocol):
+    """The part of ``asyncio.WriteTransport`` the session uses."""
+
+    def write(self, data: bytes) -> None: ...
+
+    def close(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+
 class TransportHolder(Protocol):
-    """What the session writes with: anything with a ``transport`` (``StreamWriter``)."""
+    """What the session writes with: anything with a ``transport`` (``StreamWriter``,
+    the server's own connection object)."""
 
     @property
-    def transport(self) -> asyncio.WriteTransport: ...
+    def transport(self) -> LineWriter: ...
 
 
 class AGISession:

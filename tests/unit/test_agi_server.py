@@ -8,6 +8,7 @@ must complete (the event loop stays responsive), then another normal call afterw
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
@@ -25,6 +26,7 @@ from acd.agi import (
     FastAGIServer,
     Handler,
 )
+from acd.agi.connection import LoopPoller
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -709,3 +711,69 @@ async def test_command_round_trips_reach_the_latency_observer(
     assert len(durations) == 2
     assert 0.045 <= durations[0] < 1.0
     assert 0 <= durations[1] < durations[0]
+
+
+async def test_commands_wait_while_asterisk_reads_slowly(start_server: StartServer) -> None:
+    """Commands the socket cannot take yet (Asterisk not reading) are sent later, whole
+    and in order, also those still unsent when the handler has ended."""
+    count = 1500
+    text = "x" * 4000  # 6 MB: more than the server's send buffer grows to (4 MB)
+
+    async def route(s: AGISession) -> None:
+        for i in range(count):
+            await s.verbose(f"{i} {text}", 1)
+
+    server = await start_server({"slow": route})
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a receiver that lags
+    sock.connect(("127.0.0.1", server.port))
+    sock.setblocking(False)
+    peer = FakeAsterisk(*await asyncio.open_connection(sock=sock))
+    peer.send(header("slow"))
+    peer.send(b"200 result=1\n" * count)  # answered ahead; nothing read for now
+    await asyncio.sleep(0.3)
+    received = b""
+    while received.count(b"\n") < count:
+        chunk = await asyncio.wait_for(peer.reader.read(1 << 20), 3)
+        assert chunk
+        received += chunk
+    assert received.splitlines() == [f'VERBOSE "{i} {text}" 1'.encode() for i in range(count)]
+    assert await peer.closed_by_server()
+    await wait_idle(server)
+    await normal_call(server.port)
+
+
+async def test_asterisk_closing_while_the_handler_is_busy(start_server: StartServer) -> None:
+    """Asterisk goes away while the handler awaits something else (a lookup): the loop
+    does not spin on the closed socket, and the next command reports the hangup."""
+    outcome: list[str] = []
+
+    async def route(s: AGISession) -> None:
+        await s.answer()
+        await asyncio.sleep(0.4)  # a slow customer-data lookup, say
+        try:
+            await s.set_variable("ACD_CHOICE", "1")
+        except AGIHangup:
+            outcome.append("hangup")
+
+    server = await start_server({"busy": route})
+    peer = await FakeAsterisk.call(server.port, "busy")
+    await peer.expect("ANSWER", "200 result=0")
+    await asyncio.sleep(0.05)
+    peer.close()
+    cpu_before = time.process_time()
+    await normal_call(server.port)
+    await asyncio.sleep(0.2)
+    assert time.process_time() - cpu_before < 0.1
+    await wait_idle(server)
+    assert outcome == ["hangup"]
+
+
+async def test_calls_work_where_there_is_no_epoll(
+    start_server: StartServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Off Linux the sockets are watched by the event loop's own selector: calls, a
+    paused read and a misbehaving peer behave the same."""
+    monkeypatch.setattr("acd.agi.server.make_poller", LoopPoller)
+    await test_replies_far_ahead_of_the_reader(start_server)
+    await test_peer_closing_before_the_blank_line(start_server)
